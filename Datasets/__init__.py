@@ -1,0 +1,1 @@
+"""Datasets: training sets (synthetic, image folder + list, insightface RecordIO) and verification sets."""

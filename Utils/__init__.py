@@ -1,0 +1,1 @@
+"""Shared utilities: checkpoints, metrics, evaluation, data tools, plotting."""
