@@ -157,7 +157,7 @@ def validate(cfg: Config) -> Config:
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"{key}: must be > 0, got {getattr(cfg, key)}")
     for key in ["num_workers", "embedding_size", "eval_every", "save_every", "grad_clip", "warmup_epochs",
-                "weight_decay", "dropout"]:
+                "weight_decay", "dropout", "max_iterations"]:
         if getattr(cfg, key) < 0:
             raise ConfigError(f"{key}: must be >= 0, got {getattr(cfg, key)}")
     if len(cfg.input_size) != 2 or min(cfg.input_size) < 32:

@@ -38,6 +38,8 @@ class Config:
     synthetic_val_pairs: int = 3000  # pairs in the synthetic verification set (10 folds, half matched)
     synthetic_difficulty: float = 0.6  # 0 = clean frontal faces .. 1 = strong pose/light/occlusion/blur nuisances
     synthetic_seed: int = 2024  # seed of the synthetic generator (identities and their images)
+    synthetic_probe_identities: int = 40  # synthetic MegaFace-style probe identities (10 images each)
+    synthetic_distractors: int = 1000  # synthetic MegaFace-style distractors (one image, one identity each)
     color_order: str = "RGB"  # channel order the network sees: "RGB" (our models) or "BGR" (models trained on BGR)
     input_size: list[int] = field(default_factory=lambda: [112, 112])  # network input [height, width]; [112, 96] too
     num_workers: int = 2  # DataLoader worker processes
@@ -77,6 +79,7 @@ class Config:
     poly_power: float = 2.0  # poly schedule exponent
     grad_clip: float = 0.0  # max global gradient norm; 0 = no clipping
     max_bad_steps: int = 10  # consecutive non-finite losses that stop the run (after saving)
+    max_iterations: int = 0  # stop (saving a resumable checkpoint) after this many iterations in all; 0 = run every epoch
 
     # ---------------------------------------------------------------- devices and precision
     use_amp: bool = False  # automatic mixed precision (torch.amp)
@@ -86,6 +89,7 @@ class Config:
     use_multi_gpus: bool = False  # DataParallel over `gpus` in one process (the seed's option)
     gpus: list[int] = field(default_factory=lambda: [0])  # GPU ids for DataParallel
     dist_backend: str = "auto"  # DistributedDataParallel under torchrun: "auto" (nccl on GPU, gloo on CPU) | "nccl" | "gloo"
+    sync_bn: bool = False  # DDP: BatchNorm statistics over the global batch (SyncBatchNorm; an all-reduce version on CPU)
     partial_fc: bool = False  # Partial-FC head: class centres sharded over ranks, negatives sampled
     partial_fc_sample_rate: float = 1.0  # fraction of class centres used per step (positives always kept)
 

@@ -282,7 +282,7 @@ def test_margin_heads_learn_a_separable_problem(name):
     for _ in range(60):
         out = head(emb, labels)
         loss = F.cross_entropy(out.logits, labels)
-        first = first if first is not None else float(loss)
+        first = first if first is not None else loss.item()
         opt.zero_grad()
         loss.backward()
         opt.step()

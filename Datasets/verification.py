@@ -1,0 +1,120 @@
+"""Verification sets: pairs of images with same/different flags and 10 folds, from any supported source.
+
+`load_verification_set(spec, cfg)` takes "synthetic", a path to an insightface .bin, or "pairs_file::image_root"
+(LFW pairs.txt, the seed's two-path lists, or a CFP Protocol folder). Without "::image_root", image paths are
+relative to the pairs file's folder (for CFP, to the Protocol folder, as the dataset ships).
+Images are normalised as the training images are, unflipped; item 2k and 2k + 1 are pair k.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .binfile import load_bin
+from .errors import DataFormatError, DataPathError
+from .pairs import PairList, is_cfp_protocol, read_pairs
+from .transforms import decode_image, normalize_image
+
+__all__ = ["VerificationSet", "EncodedImages", "ImageFiles", "load_verification_set"]
+
+
+@dataclass
+class VerificationSet:
+    """`images[2k]` and `images[2k + 1]` form pair k; `issame` (N,) bool, `folds` (N,) int64 in 0..9."""
+    name: str
+    images: Dataset
+    issame: np.ndarray
+    folds: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.issame)
+
+
+class EncodedImages(Dataset):
+    """Images held as encoded bytes (from a .bin); a corrupt one raises `DataFormatError` naming it."""
+
+    def __init__(self, bins: list[bytes], input_hw=(112, 112), color_order: str = "RGB", source: str = ""):
+        self.bins, self.input_hw, self.color_order, self.source = bins, tuple(input_hw), color_order, source
+
+    def __len__(self) -> int:
+        return len(self.bins)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        try:
+            img = decode_image(self.bins[i])
+        except Exception as exc:
+            raise DataFormatError(f"{self.source}: image {i} cannot be decoded ({type(exc).__name__}: {exc})") from None
+        return normalize_image(img, self.input_hw, self.color_order)
+
+
+class ImageFiles(Dataset):
+    """Images read from files; a missing or corrupt one raises `DataFormatError` naming the file."""
+
+    def __init__(self, paths: list[str], input_hw=(112, 112), color_order: str = "RGB"):
+        self.paths, self.input_hw, self.color_order = paths, tuple(input_hw), color_order
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        try:
+            img = decode_image(self.paths[i])
+        except Exception as exc:
+            raise DataFormatError(f"{self.paths[i]}: cannot be decoded ({type(exc).__name__}: {exc})") from None
+        return normalize_image(img, self.input_hw, self.color_order)
+
+
+def _resolve_images(pairs: PairList, root: str, key: str) -> list[str]:
+    """Interleave left/right paths under `root` and check each exists (naming the pair line if not)."""
+    paths = []
+    for k, (a, b) in enumerate(zip(pairs.left, pairs.right)):
+        for rel in (a, b):
+            p = os.path.join(root, rel)
+            if not os.path.isfile(p):
+                where = pairs.lines[k] if pairs.lines else f"pair {k}"
+                raise DataPathError(f"{key}: {where}: image {p} does not exist")
+            paths.append(p)
+    return paths
+
+
+def load_verification_set(spec: str, cfg) -> VerificationSet:
+    """The verification set named by `spec` (an entry of cfg.val_sets), with cfg.input_size and cfg.color_order."""
+    hw, order = cfg.input_hw, cfg.color_order
+    if spec == "synthetic":
+        from .pairs import read_lfw_pairs
+        from .synthetic import ensure_synthetic
+        paths = ensure_synthetic(cfg)
+        pairs = read_lfw_pairs(paths.val_pairs)
+        files = _resolve_images(pairs, paths.val_root, "val_sets")
+        return VerificationSet("synthetic", ImageFiles(files, hw, order), pairs.issame, pairs.folds)
+    if "::" in spec:
+        pairs_file, image_root = spec.split("::", 1)
+    else:
+        pairs_file, image_root = spec, ""
+    if not os.path.exists(pairs_file):
+        raise DataPathError(f"val_sets: no such file or directory: {pairs_file}")
+    if "::" not in spec and Path(pairs_file).suffix.lower() == ".bin":
+        bins, issame = load_bin(pairs_file)
+        return VerificationSet(Path(pairs_file).stem, EncodedImages(bins, hw, order, pairs_file), issame,
+                               (np.arange(len(issame), dtype=np.int64) * 10) // len(issame))
+    if image_root and not os.path.isdir(image_root):
+        raise DataPathError(f"val_sets: image root {image_root} is not a directory")
+    pairs = read_pairs(pairs_file)
+    root = image_root or pairs.base or str(Path(pairs_file).parent)
+    files = _resolve_images(pairs, root, "val_sets")
+    return VerificationSet(_set_name(pairs_file), ImageFiles(files, hw, order), pairs.issame, pairs.folds)
+
+
+def _set_name(pairs_file: str) -> str:
+    """A readable name: "cfp_fp" for a CFP protocol, the folder name for a generic "pairs.txt", else the stem."""
+    p = Path(pairs_file).resolve()
+    if is_cfp_protocol(p):
+        return "cfp_ff" if p.name == "FF" else "cfp_fp"
+    if p.stem.lower() in ("pairs", "pair", "pair_list", "pairs_list") and p.parent.name:
+        return p.parent.name
+    return p.stem
