@@ -1,0 +1,141 @@
+"""The command line shared by LFW_Evaluation.py, AgeDB-30_Evaluation.py and CFP-FP_Evaluation.py.
+
+    python LFW_Evaluation.py --checkpoint=runs/x/best.pt --data=/data/lfw.bin
+    python LFW_Evaluation.py --checkpoint=runs/x/best.pt --pairs=lfw/pairs.txt --images=lfw/aligned_112x96 \\
+        --protocol=insightface --device=cuda --amp=bf16 --output_dir=results
+
+The checkpoint's metadata gives the input size and colour order (--input_size / --color_order override them).
+Prints the per-fold table and mean +- std, then writes <name>_<protocol>.json, _roc.csv and _roc.png.
+A bad flag or input is one line on stderr ("error: ...") and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["CLIError", "build_parser", "main"]
+
+
+class CLIError(ValueError):
+    """A bad command line; printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse would print the whole usage block and exit by itself
+        raise CLIError(f"{message} (see --help)")
+
+
+def build_parser(prog: str, dataset: str) -> argparse.ArgumentParser:
+    p = _Parser(prog=prog, allow_abbrev=False,
+                description=f"10-fold {dataset} verification of a checkpoint (image + flip features).")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file (or run directory: its last.pt)")
+    p.add_argument("--data", default="", help="insightface .bin file, or 'synthetic'")
+    p.add_argument("--pairs", default="", help="pairs file (LFW pairs.txt, two-path list, CFP Protocol folder)")
+    p.add_argument("--images", default="", help="image root the pairs file refers to")
+    p.add_argument("--protocol", default="seed", choices=["seed", "insightface"],
+                   help="seed: Face_Pytorch (concat, mean-subtracted cosine); insightface: sum, L2, VAL@FAR")
+    p.add_argument("--batch_size", type=int, default=128, help="images per forward pass (each also flipped)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast precision")
+    p.add_argument("--num_workers", type=int, default=2, help="DataLoader worker processes for image decoding")
+    p.add_argument("--input_size", default="", help="override the checkpoint's input size: H,W (e.g. 112,96)")
+    p.add_argument("--color_order", default="", choices=["", "RGB", "BGR"], help="override the checkpoint's")
+    p.add_argument("--name", default=dataset, help="name used in the report and output file names")
+    p.add_argument("--output_dir", default="./eval_results", help="folder for the JSON, ROC CSV and ROC PNG")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _input_size(text: str) -> list[int]:
+    parts = [t for t in re.split(r"[,x\s\[\]]+", text.strip()) if t]
+    try:
+        hw = [int(t) for t in parts]
+    except ValueError:
+        hw = []
+    if len(hw) != 2 or min(hw) < 32:
+        raise CLIError(f"--input_size: expected H,W of at least 32 each (e.g. 112,96), got '{text}'")
+    return hw
+
+
+def _data_spec(args) -> str:
+    if args.data and (args.pairs or args.images):
+        raise CLIError("give either --data=file.bin or --pairs=... --images=..., not both")
+    if args.data:
+        if args.data != "synthetic" and not Path(args.data).exists():
+            raise CLIError(f"--data: no such file: {args.data}")
+        return args.data
+    if not args.pairs:
+        raise CLIError("no data: give --data=path.bin (or --data=synthetic) or --pairs=pairs_file --images=root")
+    if not Path(args.pairs).exists():
+        raise CLIError(f"--pairs: no such file: {args.pairs}")
+    if args.images and not Path(args.images).is_dir():
+        raise CLIError(f"--images: not a directory: {args.images}")
+    return f"{args.pairs}::{args.images}" if args.images else args.pairs
+
+
+def _run(argv: list[str], prog: str, dataset: str) -> int:
+    args = build_parser(prog, dataset).parse_args(argv)
+    if args.batch_size < 1:
+        raise CLIError(f"--batch_size: must be >= 1, got {args.batch_size}")
+    if args.num_workers < 0:
+        raise CLIError(f"--num_workers: must be >= 0, got {args.num_workers}")
+    spec = _data_spec(args)
+    if not Path(args.checkpoint).exists():
+        raise CLIError(f"--checkpoint: no such file: {args.checkpoint}")
+
+    import torch  # heavy imports after the command line is known to be usable: bad flags fail at once
+
+    from Config.cli import apply_overrides, validate
+    from Config.config import Config
+    from Datasets import load_verification_set
+
+    from .checkpoint import load_backbone
+    from .evaluation import format_report, save_report, verify_report
+    from .features import resolve_amp_dtype, resolve_device
+
+    device = resolve_device(args.device)
+    amp = resolve_amp_dtype(args.amp)
+    if amp is torch.float16 and device.type != "cuda":
+        raise CLIError("--amp=fp16 needs a CUDA device; use --amp=bf16 on CPU")
+
+    model, meta = load_backbone(args.checkpoint, device)
+    hw = _input_size(args.input_size) if args.input_size else [int(v) for v in meta["input_size"]]
+    color = args.color_order or meta.get("color_order", "RGB")
+    cfg = validate(apply_overrides(Config(), {"input_size": hw, "color_order": color,
+                                              "eval_batch_size": args.batch_size, "num_workers": args.num_workers,
+                                              "eval_protocol": args.protocol}, source="command line"))
+    vset = load_verification_set(spec, cfg)
+    vset.name = args.name or vset.name
+    print(f"{vset.name}: {len(vset.issame)} pairs from {spec}; model {meta['backbone']} "
+          f"({meta['embedding_size']}-d, input {hw[0]}x{hw[1]} {color}) on {device}, amp={args.amp}", flush=True)
+    start = time.perf_counter()
+    report = verify_report(model, vset, args.protocol, args.batch_size, device, amp, args.num_workers,
+                           progress=not args.no_progress)
+    seconds = time.perf_counter() - start
+    print(format_report(report.summary))
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{vset.name}_{args.protocol}").strip("_").lower()
+    extra = {"checkpoint": str(args.checkpoint), "data": spec, "backbone": meta["backbone"],
+             "embedding_size": meta["embedding_size"], "input_size": hw, "color_order": color,
+             "device": str(device), "amp": args.amp, "batch_size": args.batch_size, "seconds": round(seconds, 3),
+             "command": " ".join([prog, *argv])}
+    paths = save_report(report, args.output_dir, stem, extra)
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def main(argv: list[str] | None = None, dataset: str = "LFW", prog: str | None = None) -> int:
+    """Run the evaluation; returns the exit status (0, or 2 after printing one 'error: ...' line)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    prog = prog or Path(sys.argv[0]).name or "evaluate"
+    try:
+        return _run(argv, prog, dataset)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, KeyError, RuntimeError) as exc:  # ConfigError, DataFormatError, ... are ValueErrors
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 2
