@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from Config import ConfigError, parse_config
+from Config import ConfigError, help_text, parse_config
 from Utils.distributed import (DistContext, broadcast_object, cleanup_distributed, convert_sync_bn,
                                setup_distributed, wrap_backbone, wrap_module)
 from Utils.optim import build_optimizer, build_scheduler
@@ -238,6 +238,9 @@ def train(cfg, dataset=None, val_sets: list | None = None, verify_fn: Callable |
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if {"-h", "--help"} & set(argv):
+        print(__doc__.strip() + "\n\n" + help_text())
+        return 0
     try:
         cfg, _ = parse_config(argv)
         tr = setup(cfg)

@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterable
 from .config import Config
 from .presets import PRESETS
 
-__all__ = ["ConfigError", "parse_config", "apply_overrides", "load_override_file", "validate", "config_from_dict"]
+__all__ = ["ConfigError", "parse_config", "apply_overrides", "load_override_file", "validate", "config_from_dict",
+           "help_text"]
 
 
 class ConfigError(ValueError):
@@ -220,3 +221,22 @@ def config_from_dict(values: dict[str, Any]) -> Config:
     """Rebuild a Config saved in a checkpoint; keys that no longer exist are dropped."""
     known = set(Config.field_names())
     return apply_overrides(Config(), {k: v for k, v in values.items() if k in known}, source="checkpoint")
+
+
+def help_text() -> str:
+    """Every setting with its default and its comment, read from Config/config.py (the one place they are written)."""
+    import inspect
+
+    lines = ["Settings (override any as --key=value; also --config=overrides.py and --preset="
+             + "|".join(PRESETS) + "):"]
+    for line in inspect.getsource(Config).splitlines():
+        text = line.strip()
+        if text.startswith("# ---"):
+            lines.append("")
+            lines.append(text.strip("# -").strip() + ":")
+        elif ":" in text and "#" in text and not text.startswith(("#", "def ", "@", "return", '"""')):
+            decl, comment = text.split("#", 1)
+            name = decl.split(":", 1)[0].strip()
+            default = getattr(Config(), name)
+            lines.append(f"  {f'--{name}={default}':<40} {comment.strip()}")
+    return "\n".join(lines)

@@ -81,3 +81,12 @@ def test_field_types_are_supported():
     for f in dataclasses.fields(Config):
         t = hints[f.name]
         assert t in (int, float, str, bool) or typing.get_origin(t) is list, f.name
+
+
+def test_help_lists_every_setting_with_its_comment():
+    out = subprocess.run([sys.executable, "Train.py", "--help"], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0
+    for f in dataclasses.fields(Config):
+        assert f"--{f.name}=" in out.stdout, f.name
+    lr_line = next(l for l in out.stdout.splitlines() if l.strip().startswith("--lr="))
+    assert f"--lr={Config().lr}" in lr_line and "learning rate" in lr_line
