@@ -1,0 +1,136 @@
+"""The command line of Identification_Evaluation.py: rank-1 / CMC of a checkpoint on a folder of identities.
+
+    python Identification_Evaluation.py --checkpoint=mfn.pt --root=orl/att_faces --protocol=loo
+    python Identification_Evaluation.py --checkpoint=mfn.pt --root=faces --protocol=split --gallery_per_identity=5 \\
+        --resize=crop --device=cuda --amp=bf16
+
+The checkpoint's metadata gives the input size and colour order (--input_size / --color_order override them).
+Prints rank-1 and the CMC, then writes identification_<protocol>.json with the rank-1 failures (probe, nearest
+image, score). A bad flag or input is one line on stderr ("error: ...") and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["build_parser", "main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block
+        raise ValueError(f"{message} (see --help)")
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    from .identification import FEATURE_MODES, RESIZE_MODES
+
+    p = _Parser(prog=prog, allow_abbrev=False,
+                description="Closed-set identification (leave-one-out or gallery/probe) on root/<identity>/<image>.")
+    p.add_argument("--checkpoint", required=True, help="a project checkpoint (training or Utils.model_import)")
+    p.add_argument("--root", required=True, help="folder of identity sub-folders holding images (any size/mode)")
+    p.add_argument("--protocol", default="loo", choices=["loo", "split"],
+                   help="loo: each image against all others; split: first K images per identity are the gallery")
+    p.add_argument("--gallery_per_identity", type=int, default=5, help="K of the split protocol")
+    p.add_argument("--features", default="concat", choices=FEATURE_MODES,
+                   help="image + flip embeddings: concat (the seed), sum, or single (no flip)")
+    p.add_argument("--resize", default="stretch", choices=RESIZE_MODES,
+                   help="images of another aspect ratio than the input: stretch, centre-crop or pad, then resize")
+    p.add_argument("--input_size", default="", help="override the checkpoint's input size: H,W (e.g. 112,96)")
+    p.add_argument("--color_order", default="", choices=["", "RGB", "BGR"], help="override the checkpoint's")
+    p.add_argument("--max_rank", type=int, default=5, help="CMC printed up to this rank")
+    p.add_argument("--batch_size", type=int, default=128, help="images per forward pass (each also flipped)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast precision")
+    p.add_argument("--num_workers", type=int, default=2, help="DataLoader worker processes for image decoding")
+    p.add_argument("--output_dir", default="./eval_results", help="folder for the JSON report ('' = none)")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _input_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise ValueError(f"--input_size: expected H,W (e.g. 112,96), got '{text}'") from None
+    if min(h, w) < 16:
+        raise ValueError(f"--input_size: expected H,W of at least 16 each, got '{text}'")
+    return h, w
+
+
+def run(argv: list[str], prog: str = "Identification_Evaluation.py") -> dict:
+    """Parse, evaluate, print and write the report; returns the summary dict. Raises ValueError/OSError."""
+    args = build_parser(prog).parse_args(argv)
+    for flag in ("batch_size", "max_rank", "gallery_per_identity"):
+        if getattr(args, flag) < 1:
+            raise ValueError(f"--{flag}: must be >= 1, got {getattr(args, flag)}")
+    if args.num_workers < 0:
+        raise ValueError(f"--num_workers: must be >= 0, got {args.num_workers}")
+
+    import torch
+
+    from .checkpoint import load_backbone
+    from .features import extract_embeddings, resolve_amp_dtype, resolve_device
+    from .identification import FaceImages, evaluate_identification, identification_features, scan_identity_folder
+
+    folder = scan_identity_folder(args.root)
+    device = resolve_device(args.device)
+    amp = resolve_amp_dtype(args.amp)
+    if amp is torch.float16 and device.type != "cuda":
+        raise ValueError("--amp=fp16 needs a CUDA device; use --amp=bf16 on CPU")
+    model, meta = load_backbone(args.checkpoint, device)
+    hw = _input_size(args.input_size) if args.input_size else tuple(int(v) for v in meta["input_size"])
+    color = args.color_order or meta.get("color_order", "RGB")
+    print(f"{folder.root}: {len(folder)} images of {len(folder.names)} identities; model {meta['backbone']} "
+          f"({meta['embedding_size']}-d, input {hw[0]}x{hw[1]} {color}, resize={args.resize}) on {device}, "
+          f"amp={args.amp}", flush=True)
+    start = time.perf_counter()
+    images = FaceImages(folder.paths, hw, color, args.resize)
+    emb, emb_flip = extract_embeddings(model, images, args.batch_size, device, amp, args.num_workers,
+                                       desc="embeddings", progress=not args.no_progress)
+    feats = identification_features(emb, emb_flip, args.features)
+    result = evaluate_identification(feats, folder.labels, args.protocol, args.gallery_per_identity, args.max_rank)
+    seconds = time.perf_counter() - start
+
+    probe_idx, ranks, nearest = result.pop("probe_index"), result.pop("ranks"), result.pop("nearest")
+    failures = [{"probe": folder.paths[p], "identity": folder.names[folder.labels[p]], "rank": int(r),
+                 "nearest": folder.paths[n], "nearest_identity": folder.names[folder.labels[n]],
+                 "score": float(feats[p] @ feats[n])}
+                for p, r, n in zip(probe_idx, ranks, nearest) if r != 1]
+    what = ("leave-one-out" if args.protocol == "loo"
+            else f"gallery = first {args.gallery_per_identity} images per identity")
+    print(f"{what}: {result['probes']} probes, {result['gallery']} gallery images, "
+          f"{result['identities']} identities, features={args.features}")
+    print("  ".join(f"rank-{k}: {100 * v:.2f}%" for k, v in enumerate(result["cmc"], 1)))
+    if result["unrankable"]:
+        print(f"note: {result['unrankable']} probes have no other image of their identity and are not counted")
+    summary = {**result, "root": folder.root, "checkpoint": str(args.checkpoint), "backbone": meta["backbone"],
+               "input_size": list(hw), "color_order": color, "resize": args.resize, "features": args.features,
+               "device": str(device), "amp": args.amp, "seconds": round(seconds, 3),
+               "command": " ".join([prog, *argv]), "failures": [f for f in failures if f["rank"] != 0]}
+    if args.output_dir:
+        out = Path(args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"identification_{args.protocol}.json"
+        with open(path, "w") as f:
+            json.dump(summary, f, indent=2)
+            f.write("\n")
+        print(f"wrote {path}")
+    return summary
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Run the evaluation; returns the exit status (0, or 2 after printing one 'error: ...' line)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    prog = prog or Path(sys.argv[0]).name or "Identification_Evaluation.py"
+    try:
+        run(argv, prog)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, KeyError, RuntimeError) as exc:
+        print(f"error: {' '.join(str(exc).split()) or type(exc).__name__}", file=sys.stderr)
+        return 2
+    return 0

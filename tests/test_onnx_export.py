@@ -1,0 +1,55 @@
+"""Utils.onnx_export: the exported graph, run by onnxruntime here, matches PyTorch at several batch sizes; the
+parity gate fails the command above its tolerance."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from Backbones import get_backbone
+from Utils.checkpoint import backbone_meta, save_checkpoint
+from Utils.onnx_export import main
+
+
+@pytest.mark.parametrize("backbone,hw", [("MobileFaceNet", (112, 96)), ("ResNet18_IR", (32, 32))])
+def test_export_runs_in_onnxruntime_with_a_dynamic_batch(tmp_path, capsys, backbone, hw):
+    import onnx
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    model = get_backbone(backbone, 0, hw).eval()
+    with torch.no_grad():  # non-trivial BN statistics, so that a dropped BN would show
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    save_checkpoint({"backbone": model.state_dict(),
+                     "meta": backbone_meta(backbone, model.embedding_size, hw, "BGR")}, tmp_path / "m.pt")
+    out = tmp_path / "m.onnx"
+    assert main([f"--checkpoint={tmp_path / 'm.pt'}", f"--out={out}"]) == 0
+    printed = capsys.readouterr().out
+    assert "max abs diff" in printed
+
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert props["color_order"] == "BGR" and props["input_size"] == str(list(hw))
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    for n in (3, 7):
+        x = torch.randn(n, 3, *hw)
+        with torch.no_grad():
+            want = model(x).numpy()
+        (got,) = session.run(None, {"input": x.numpy()})
+        assert got.shape == (n, model.embedding_size)
+        assert np.abs(got - want).max() < 1e-3
+
+
+def test_parity_gate_fails_the_command(tmp_path, capsys, monkeypatch):
+    import Utils.onnx_export as onnx_export
+
+    model = get_backbone("MobileFaceNet", 0, (32, 32)).eval()
+    save_checkpoint({"backbone": model.state_dict(), "meta": backbone_meta("MobileFaceNet", 128, (32, 32), "RGB")},
+                    tmp_path / "m.pt")
+    monkeypatch.setattr(onnx_export, "onnx_parity", lambda *a, **k: 0.5)  # as if a kernel were wrong
+    assert main([f"--checkpoint={tmp_path / 'm.pt'}", f"--out={tmp_path / 'm.onnx'}", "--atol=1e-3"]) == 1
+    assert "error: ONNX output differs from PyTorch by 0.5 > 0.001" in capsys.readouterr().err
+    assert main([f"--checkpoint={tmp_path / 'missing.pt'}", f"--out={tmp_path / 'x.onnx'}"]) == 1
+    assert "error: checkpoint not found" in capsys.readouterr().err
