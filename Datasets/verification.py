@@ -3,7 +3,8 @@
 `load_verification_set(spec, cfg)` takes "synthetic", a path to an insightface .bin, or "pairs_file::image_root"
 (LFW pairs.txt, the seed's two-path lists, or a CFP Protocol folder). Without "::image_root", image paths are
 relative to the pairs file's folder (for CFP, to the Protocol folder, as the dataset ships).
-Images are normalised as the training images are, unflipped; item 2k and 2k + 1 are pair k.
+Images are normalised as the training images are, unflipped. An image used by several pairs is stored once (LFW's
+6,000 pairs use 7,701 distinct images, not 12,000): `pairs()` gives each pair's two image indices.
 """
 from __future__ import annotations
 
@@ -25,14 +26,21 @@ __all__ = ["VerificationSet", "EncodedImages", "ImageFiles", "load_verification_
 
 @dataclass
 class VerificationSet:
-    """`images[2k]` and `images[2k + 1]` form pair k; `issame` (N,) bool, `folds` (N,) int64 in 0..9."""
+    """Pair k is images `pairs()[k]`; `issame` (N,) bool, `folds` (N,) int64 in 0..9."""
     name: str
     images: Dataset
     issame: np.ndarray
     folds: np.ndarray
+    pair_index: np.ndarray | None = None  # (N, 2) indices into `images`; None: pair k = images 2k and 2k + 1
 
     def __len__(self) -> int:
         return len(self.issame)
+
+    def pairs(self) -> np.ndarray:
+        """(N, 2) int64: the indices into `images` of each pair's left and right image."""
+        if self.pair_index is not None:
+            return self.pair_index
+        return np.arange(2 * len(self.issame), dtype=np.int64).reshape(-1, 2)
 
 
 class EncodedImages(Dataset):
@@ -69,17 +77,23 @@ class ImageFiles(Dataset):
         return normalize_image(img, self.input_hw, self.color_order)
 
 
-def _resolve_images(pairs: PairList, root: str, key: str) -> list[str]:
-    """Interleave left/right paths under `root` and check each exists (naming the pair line if not)."""
-    paths = []
+def _resolve_images(pairs: PairList, root: str, key: str) -> tuple[list[str], np.ndarray]:
+    """The distinct image paths under `root` (each checked to exist, naming the pair line if not) and the (N, 2)
+    index of each pair's two images among them."""
+    paths: list[str] = []
+    where_is: dict[str, int] = {}
+    index = np.empty((len(pairs.left), 2), dtype=np.int64)
     for k, (a, b) in enumerate(zip(pairs.left, pairs.right)):
-        for rel in (a, b):
+        for side, rel in enumerate((a, b)):
             p = os.path.join(root, rel)
-            if not os.path.isfile(p):
-                where = pairs.lines[k] if pairs.lines else f"pair {k}"
-                raise DataPathError(f"{key}: {where}: image {p} does not exist")
-            paths.append(p)
-    return paths
+            if p not in where_is:
+                if not os.path.isfile(p):
+                    where = pairs.lines[k] if pairs.lines else f"pair {k}"
+                    raise DataPathError(f"{key}: {where}: image {p} does not exist")
+                where_is[p] = len(paths)
+                paths.append(p)
+            index[k, side] = where_is[p]
+    return paths, index
 
 
 def load_verification_set(spec: str, cfg) -> VerificationSet:
@@ -90,8 +104,8 @@ def load_verification_set(spec: str, cfg) -> VerificationSet:
         from .synthetic import ensure_synthetic
         paths = ensure_synthetic(cfg)
         pairs = read_lfw_pairs(paths.val_pairs)
-        files = _resolve_images(pairs, paths.val_root, "val_sets")
-        return VerificationSet("synthetic", ImageFiles(files, hw, order), pairs.issame, pairs.folds)
+        files, index = _resolve_images(pairs, paths.val_root, "val_sets")
+        return VerificationSet("synthetic", ImageFiles(files, hw, order), pairs.issame, pairs.folds, index)
     if "::" in spec:
         pairs_file, image_root = spec.split("::", 1)
     else:
@@ -106,8 +120,8 @@ def load_verification_set(spec: str, cfg) -> VerificationSet:
         raise DataPathError(f"val_sets: image root {image_root} is not a directory")
     pairs = read_pairs(pairs_file)
     root = image_root or pairs.base or str(Path(pairs_file).parent)
-    files = _resolve_images(pairs, root, "val_sets")
-    return VerificationSet(_set_name(pairs_file), ImageFiles(files, hw, order), pairs.issame, pairs.folds)
+    files, index = _resolve_images(pairs, root, "val_sets")
+    return VerificationSet(_set_name(pairs_file), ImageFiles(files, hw, order), pairs.issame, pairs.folds, index)
 
 
 def _set_name(pairs_file: str) -> str:

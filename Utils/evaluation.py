@@ -88,7 +88,9 @@ def verify_report(model: torch.nn.Module, vset, protocol: str = "seed", batch_si
     emb, emb_flip = extract_embeddings(model, vset.images, batch_size=batch_size, device=device,
                                        amp_dtype=amp_dtype, num_workers=num_workers,
                                        desc=f"embeddings {vset.name}", progress=progress)
-    return evaluate_embeddings(emb, emb_flip, vset.issame, vset.folds, protocol=protocol, name=vset.name)
+    index = vset.pairs().ravel()  # images shared by several pairs were embedded once
+    return evaluate_embeddings(emb[index], emb_flip[index], vset.issame, vset.folds, protocol=protocol,
+                               name=vset.name)
 
 
 def format_report(summary: dict[str, Any]) -> str:

@@ -39,7 +39,7 @@ def pair_subset(vset, max_pairs: int):
     """Every k-th pair (all folds kept), to bound evaluation time on a slow CPU."""
     step = max(1, -(-len(vset.issame) // max_pairs)) if max_pairs > 0 else 1
     keep = np.arange(0, len(vset.issame), step)
-    items = np.stack([2 * keep, 2 * keep + 1], 1).ravel().tolist()
+    items = vset.pairs()[keep].ravel().tolist()
     return torch.utils.data.Subset(vset.images, items), vset.issame[keep], vset.folds[keep]
 
 

@@ -192,8 +192,10 @@ def test_lfw_pairs_txt(tmp_path):
     assert vs.issame.tolist() == [e[2] for e in expected]
     assert vs.folds.tolist() == [e[3] for e in expected]
     for k, e in enumerate(expected):
-        assert torch.allclose(vs.images[2 * k], expected_tensor(imgs[e[0]]), atol=1e-6)
-        assert torch.allclose(vs.images[2 * k + 1], expected_tensor(imgs[e[1]]), atol=1e-6)
+        left, right = vs.pairs()[k]
+        assert torch.allclose(vs.images[left], expected_tensor(imgs[e[0]]), atol=1e-6)
+        assert torch.allclose(vs.images[right], expected_tensor(imgs[e[1]]), atol=1e-6)
+    assert len(vs.images) == len({p for e in expected for p in e[:2]})  # a shared image is stored once
 
 
 @pytest.mark.parametrize("fold_column", ["none", "last", "first"])
@@ -212,7 +214,7 @@ def test_two_path_pairs(tmp_path, fold_column):
     assert vs.issame.tolist() == flags
     assert vs.folds.tolist() == [k // 2 for k in range(20)]
     for i in (0, 7, 39):
-        assert torch.allclose(vs.images[i], expected_tensor(imgs[rels[i]]), atol=1e-6)
+        assert torch.allclose(vs.images[vs.pairs()[i // 2, i % 2]], expected_tensor(imgs[rels[i]]), atol=1e-6)
 
 
 def test_cfp_protocol_layout(tmp_path):
@@ -237,4 +239,4 @@ def test_cfp_protocol_layout(tmp_path):
     assert [(a, b, bool(s), int(f)) for a, b, s, f in zip(pl.left, pl.right, pl.issame, pl.folds)] == expected
     vs = load_verification_set(str(proto), cfg_for())
     assert vs.folds.tolist() == [e[3] for e in expected]
-    assert torch.allclose(vs.images[3], expected_tensor(imgs[expected[1][1]]), atol=1e-6)
+    assert torch.allclose(vs.images[vs.pairs()[1, 1]], expected_tensor(imgs[expected[1][1]]), atol=1e-6)

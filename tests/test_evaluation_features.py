@@ -125,3 +125,20 @@ def test_report_json_is_plain_data(tmp_path):
     assert paths["roc_png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = [l for l in paths["roc_csv"].read_text().splitlines() if not l.startswith("#")]
     assert lines[0] == "far,tar,score_threshold" and len(lines) == len(report.fpr) + 1
+
+
+def test_verify_follows_the_pair_index_of_shared_images():
+    from Datasets.verification import VerificationSet
+
+    data = Images(30, seed=4)  # 40 pairs drawn from 30 images: most images serve several pairs
+    rng = np.random.default_rng(0)
+    index = rng.integers(0, 30, size=(40, 2))
+    issame = np.tile([True, False], 20)
+    vset = VerificationSet("shared", data, issame, V.kfold_ids(40), index)
+    net = _net()
+    ref, ref_flip = per_image(net, data)
+    summary = verify(net, vset, protocol="seed", batch_size=16, progress=False)
+    flat = index.ravel()
+    expected = V.run_protocol("seed", ref[flat], ref_flip[flat], issame, vset.folds)
+    assert summary["fold_accuracies"] == pytest.approx(list(expected.fold_accuracies), abs=0)
+    assert summary["threshold"] == pytest.approx(float(np.mean(expected.fold_thresholds)))
