@@ -23,20 +23,13 @@ import sys
 import time
 from pathlib import Path
 
+from Utils.cli_args import CLIError, OneLineParser, parse_input_size
+
 __all__ = ["build_parser", "main"]
 
 
-class CLIError(ValueError):
-    """A bad command line; printed as one line."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise CLIError(f"{message} (see --help)")
-
-
 def build_parser(prog: str = "MegaFace_Evaluation.py") -> argparse.ArgumentParser:
-    p = _Parser(prog=prog, allow_abbrev=False, description="MegaFace Challenge 1 identification and verification.")
+    p = OneLineParser(prog=prog, allow_abbrev=False, description="MegaFace Challenge 1 identification and verification.")
     g = p.add_argument_group("data")
     g.add_argument("--synthetic", action="store_true", help="use the generated MegaFace-style set (Datasets.synthetic)")
     g.add_argument("--probe_list", default="", help="devkit facescrub_features_list.json ({'path': [...], 'id': [...]})")
@@ -96,7 +89,7 @@ def _inputs(args) -> dict:
             raise CLIError("give either --synthetic or --probe_list/--distractor_lists, not both")
         from Config.config import Config
         from Datasets import ensure_synthetic
-        hw = _input_size(args.input_size) if args.input_size else None
+        hw = parse_input_size(args.input_size) if args.input_size else None
         cfg = Config() if hw is None else Config(input_size=hw)
         syn = ensure_synthetic(cfg)
         probe_list, probe_root = syn.probe_list, syn.probe_root
@@ -130,17 +123,6 @@ def _inputs(args) -> dict:
             "distractors": distractors}
 
 
-def _input_size(text: str) -> list[int]:
-    parts = [t for t in re.split(r"[,x\s\[\]]+", text.strip()) if t]
-    try:
-        hw = [int(t) for t in parts]
-    except ValueError:
-        hw = []
-    if len(hw) != 2 or min(hw) < 32:
-        raise CLIError(f"--input_size: expected H,W of at least 32 each (e.g. 112,96), got '{text}'")
-    return hw
-
-
 def _union(distractors: dict[int, list[str]]) -> tuple[list[str], dict[int, "np.ndarray"]]:
     """All distractor paths once (the largest list first, in its order) and each size's indices into them."""
     import numpy as np
@@ -172,7 +154,7 @@ class _Extractor:
             if not Path(self.args.checkpoint).exists():
                 raise CLIError(f"--checkpoint: no such file: {self.args.checkpoint}")
             self.model, self.meta = load_backbone(self.args.checkpoint, self.device)
-            hw = _input_size(self.args.input_size) if self.args.input_size else \
+            hw = parse_input_size(self.args.input_size) if self.args.input_size else \
                 [int(v) for v in self.meta["input_size"]]
             self.hw, self.color = hw, self.args.color_order or self.meta.get("color_order", "RGB")
             print(f"model {self.meta['backbone']} ({self.meta['embedding_size']}-d, input {hw[0]}x{hw[1]} "

@@ -16,18 +16,15 @@ import sys
 import time
 from pathlib import Path
 
+from .cli_args import OneLineParser, parse_input_size
+
 __all__ = ["build_parser", "main"]
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not argparse's usage block
-        raise ValueError(f"{message} (see --help)")
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     from .identification import FEATURE_MODES, RESIZE_MODES
 
-    p = _Parser(prog=prog, allow_abbrev=False,
+    p = OneLineParser(prog=prog, allow_abbrev=False,
                 description="Closed-set identification (leave-one-out or gallery/probe) on root/<identity>/<image>.")
     p.add_argument("--checkpoint", required=True, help="a project checkpoint (training or Utils.model_import)")
     p.add_argument("--root", required=True, help="folder of identity sub-folders holding images (any size/mode)")
@@ -48,16 +45,6 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--output_dir", default="./eval_results", help="folder for the JSON report ('' = none)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p
-
-
-def _input_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.replace("x", ",").split(","))
-    except ValueError:
-        raise ValueError(f"--input_size: expected H,W (e.g. 112,96), got '{text}'") from None
-    if min(h, w) < 16:
-        raise ValueError(f"--input_size: expected H,W of at least 16 each, got '{text}'")
-    return h, w
 
 
 def run(argv: list[str], prog: str = "Identification_Evaluation.py") -> dict:
@@ -81,7 +68,7 @@ def run(argv: list[str], prog: str = "Identification_Evaluation.py") -> dict:
     if amp is torch.float16 and device.type != "cuda":
         raise ValueError("--amp=fp16 needs a CUDA device; use --amp=bf16 on CPU")
     model, meta = load_backbone(args.checkpoint, device)
-    hw = _input_size(args.input_size) if args.input_size else tuple(int(v) for v in meta["input_size"])
+    hw = tuple(parse_input_size(args.input_size)) if args.input_size else tuple(int(v) for v in meta["input_size"])
     color = args.color_order or meta.get("color_order", "RGB")
     print(f"{folder.root}: {len(folder)} images of {len(folder.names)} identities; model {meta['backbone']} "
           f"({meta['embedding_size']}-d, input {hw[0]}x{hw[1]} {color}, resize={args.resize}) on {device}, "

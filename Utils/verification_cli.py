@@ -16,20 +16,13 @@ import sys
 import time
 from pathlib import Path
 
+from .cli_args import CLIError, OneLineParser, parse_input_size
+
 __all__ = ["CLIError", "build_parser", "main"]
 
 
-class CLIError(ValueError):
-    """A bad command line; printed as one line."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse would print the whole usage block and exit by itself
-        raise CLIError(f"{message} (see --help)")
-
-
 def build_parser(prog: str, dataset: str) -> argparse.ArgumentParser:
-    p = _Parser(prog=prog, allow_abbrev=False,
+    p = OneLineParser(prog=prog, allow_abbrev=False,
                 description=f"10-fold {dataset} verification of a checkpoint (image + flip features).")
     p.add_argument("--checkpoint", required=True, help="checkpoint file (or run directory: its last.pt)")
     p.add_argument("--data", default="", help="insightface .bin file, or 'synthetic'")
@@ -47,17 +40,6 @@ def build_parser(prog: str, dataset: str) -> argparse.ArgumentParser:
     p.add_argument("--output_dir", default="./eval_results", help="folder for the JSON, ROC CSV and ROC PNG")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p
-
-
-def _input_size(text: str) -> list[int]:
-    parts = [t for t in re.split(r"[,x\s\[\]]+", text.strip()) if t]
-    try:
-        hw = [int(t) for t in parts]
-    except ValueError:
-        hw = []
-    if len(hw) != 2 or min(hw) < 32:
-        raise CLIError(f"--input_size: expected H,W of at least 32 each (e.g. 112,96), got '{text}'")
-    return hw
 
 
 def _data_spec(args) -> str:
@@ -102,7 +84,7 @@ def _run(argv: list[str], prog: str, dataset: str) -> int:
         raise CLIError("--amp=fp16 needs a CUDA device; use --amp=bf16 on CPU")
 
     model, meta = load_backbone(args.checkpoint, device)
-    hw = _input_size(args.input_size) if args.input_size else [int(v) for v in meta["input_size"]]
+    hw = parse_input_size(args.input_size) if args.input_size else [int(v) for v in meta["input_size"]]
     color = args.color_order or meta.get("color_order", "RGB")
     cfg = validate(apply_overrides(Config(), {"input_size": hw, "color_order": color,
                                               "eval_batch_size": args.batch_size, "num_workers": args.num_workers,
