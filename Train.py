@@ -11,6 +11,7 @@ output_dir (config.json, train.log, history.jsonl, curves.png, last.pt, best.pt)
 """
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,14 +41,37 @@ def _seed_worker(worker_id: int) -> None:
     np.random.seed(torch.initial_seed() % (2 ** 32))
 
 
+def _fast_low_precision(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype that is fast on `device`: bf16 where the hardware has it (Ampere+ GPUs; CPUs with
+    AVX512-BF16 or AMX, where oneDNN runs bf16 convolutions natively), fp16 on older GPUs, none on other CPUs
+    (emulated bf16 would be slower than float32)."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+
+
 def _amp_dtype(cfg, device: torch.device) -> torch.dtype | None:
     if not cfg.use_amp:
         return None
+    if cfg.amp_dtype == "auto":
+        return _fast_low_precision(device)
     if cfg.amp_dtype == "float16" and device.type != "cuda":
         raise ConfigError("amp_dtype: float16 autocast needs CUDA (GradScaler); use --amp_dtype=bfloat16 on CPU")
     if cfg.amp_dtype == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ConfigError("amp_dtype: this GPU has no bfloat16; use --amp_dtype=float16")
     return torch.bfloat16 if cfg.amp_dtype == "bfloat16" else torch.float16
+
+
+def _maybe_compile(backbone: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """torch.compile the backbone when the machine can: inductor builds C++ kernels on CPU and Triton ones on GPU.
+    Without a compiler the run goes on eagerly with a warning instead of failing at its first step."""
+    import shutil
+    import warnings
+
+    if device.type == "cpu" and not shutil.which(os.environ.get("CXX", "g++")) and not shutil.which("c++"):
+        warnings.warn("compile: no C++ compiler found (inductor needs one on CPU); training eagerly", stacklevel=2)
+        return backbone
+    return torch.compile(backbone)
 
 
 def build_components(cfg, dataset=None, ctx: DistContext | None = None) -> Components:
@@ -88,7 +112,7 @@ def build_components(cfg, dataset=None, ctx: DistContext | None = None) -> Compo
     head = head.to(device)
     optimizer = build_optimizer(cfg, [backbone, head])
 
-    train_backbone = torch.compile(backbone) if cfg.compile else backbone
+    train_backbone = _maybe_compile(backbone, device) if cfg.compile else backbone
     train_backbone = wrap_backbone(train_backbone, ctx)
     model = wrap_module(train_backbone if cfg.partial_fc else FaceModel(train_backbone, head), ctx)
 
@@ -175,7 +199,7 @@ def setup(cfg, dataset=None, val_sets: list | None = None, verify_fn: Callable |
 
 def _describe(tr: TrainRun) -> str:
     comp, cfg = tr.comp, tr.cfg
-    precision = f"autocast {cfg.amp_dtype}" if comp.amp_dtype is not None else "float32"
+    precision = f"autocast {str(comp.amp_dtype).replace('torch.', '')}" if comp.amp_dtype is not None else "float32"
     where = f"{comp.ctx.device}"
     if comp.ctx.distributed:
         where += f" x {comp.ctx.world_size} processes (DDP)"
@@ -197,6 +221,8 @@ def run(tr: TrainRun) -> RunResult:
     with tqdm(total=comp.total_iters, initial=state.iteration, disable=not comp.ctx.is_main, dynamic_ncols=True,
               unit="it", desc="train") as bar:
         tr.bar = bar
+        if cfg.eval_at_start and state.iteration == 0:
+            tr.run_evaluation(state)
         tr.start_clock()
         while state.epoch < cfg.epochs:
             bar.set_description(f"epoch {state.epoch + 1}/{cfg.epochs}")

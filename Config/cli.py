@@ -45,7 +45,7 @@ CHOICES: dict[str, Callable[[], Iterable[str]]] = {
     "bad_image_policy": lambda: ["skip", "error"],
     "optimizer": lambda: ["sgd", "adamw"],
     "lr_schedule": lambda: ["multistep", "cosine", "poly"],
-    "amp_dtype": lambda: ["bfloat16", "float16"],
+    "amp_dtype": lambda: ["auto", "bfloat16", "float16"],
     "dist_backend": lambda: ["auto", "nccl", "gloo"],
     "eval_protocol": lambda: ["seed", "insightface"],
 }

@@ -33,8 +33,8 @@ class Config:
     train_root: str = ""  # image folder root, or the folder holding train.rec + train.idx
     train_list: str = ""  # folder format: list file of "relative/path label" lines ("" -> <train_root>/train_list.txt)
     data_root: str = "./data"  # where the embedded synthetic set is generated and cached
-    synthetic_identities: int = 400  # identities in the synthetic training set
-    synthetic_images_per_identity: int = 24  # images per synthetic training identity
+    synthetic_identities: int = 300  # identities in the synthetic training set
+    synthetic_images_per_identity: int = 20  # images per synthetic training identity
     synthetic_val_pairs: int = 3000  # pairs in the synthetic verification set (10 folds, half matched)
     synthetic_difficulty: float = 0.6  # 0 = clean frontal faces .. 1 = strong pose/light/occlusion/blur nuisances
     synthetic_seed: int = 2024  # seed of the synthetic generator (identities and their images)
@@ -64,7 +64,7 @@ class Config:
     adaface_t_alpha: float = 0.01  # AdaFace: EMA rate of the batch norm statistics
 
     # ---------------------------------------------------------------- optimisation
-    epochs: int = 6  # passes over the training set
+    epochs: int = 4  # passes over the training set
     batch_size: int = 64  # global batch size (split across GPUs / ranks)
     grad_accum_steps: int = 1  # micro-batches per optimizer step (loss divided accordingly)
     optimizer: str = "sgd"  # "sgd" | "adamw"
@@ -73,7 +73,7 @@ class Config:
     nesterov: bool = False  # SGD Nesterov momentum
     weight_decay: float = 5e-4  # decay of conv/linear weights and class centres; none for BN, PReLU, biases
     lr_schedule: str = "multistep"  # "multistep" | "cosine" | "poly"; stepped every iteration
-    milestones: list[int] = field(default_factory=lambda: [4, 5])  # multistep: epochs where lr *= lr_gamma
+    milestones: list[int] = field(default_factory=lambda: [3])  # multistep: epochs where lr *= lr_gamma
     lr_gamma: float = 0.1  # multistep decay factor
     warmup_epochs: float = 0.5  # linear warmup from 0 to lr over this many epochs (fractions allowed)
     poly_power: float = 2.0  # poly schedule exponent
@@ -82,10 +82,10 @@ class Config:
     max_iterations: int = 0  # stop (saving a resumable checkpoint) after this many iterations in all; 0 = run every epoch
 
     # ---------------------------------------------------------------- devices and precision
-    use_amp: bool = False  # automatic mixed precision (torch.amp)
-    amp_dtype: str = "bfloat16"  # "bfloat16" (CPU and CUDA) | "float16" (CUDA, with GradScaler)
-    channels_last: bool = False  # NHWC memory format for conv backbones
-    compile: bool = False  # torch.compile the backbone
+    use_amp: bool = True  # automatic mixed precision (torch.amp); the fast path on CPU and GPU (BENCHMARKS.md)
+    amp_dtype: str = "auto"  # "auto" (bf16 where the device runs it natively, else fp16 on GPU / off on CPU) | "bfloat16" | "float16" (CUDA, GradScaler)
+    channels_last: bool = True  # NHWC memory format for the conv backbones (faster with autocast on CPU and GPU)
+    compile: bool = True  # torch.compile the backbone (~1-2 min warm-up on 2 CPU cores, then 1.7x; BENCHMARKS.md)
     use_multi_gpus: bool = False  # DataParallel over `gpus` in one process (the seed's option)
     gpus: list[int] = field(default_factory=lambda: [0])  # GPU ids for DataParallel
     dist_backend: str = "auto"  # DistributedDataParallel under torchrun: "auto" (nccl on GPU, gloo on CPU) | "nccl" | "gloo"
@@ -96,6 +96,7 @@ class Config:
     # ---------------------------------------------------------------- evaluation during training
     val_sets: list[str] = field(default_factory=lambda: ["synthetic"])  # "synthetic", a .bin, or "pairs_file::image_root"
     eval_every: int = 0  # iterations between verification runs; 0 = at each epoch end only
+    eval_at_start: bool = True  # also evaluate before the first step: the untrained baseline the curves start from
     eval_protocol: str = "seed"  # "seed" (Face_Pytorch, concat + flip, mean-subtracted cosine) | "insightface"
     eval_batch_size: int = 128  # batch size of feature extraction
     save_every: int = 0  # iterations between checkpoints; 0 = at each epoch end only

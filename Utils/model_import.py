@@ -17,7 +17,6 @@ folded into the first convolution so that the imported network expects our input
 from __future__ import annotations
 
 import argparse
-import difflib
 import math
 import re
 import sys
@@ -28,6 +27,8 @@ from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn as nn
+
+from .registry import Registry
 
 __all__ = ["SourceFormat", "ImportMismatchError", "ImportReport", "register_source", "get_source", "list_sources",
            "read_foreign_weights", "map_state_dict", "fold_input_normalization", "import_backbone",
@@ -146,27 +147,21 @@ def _compiled(rules: tuple[Rule, ...]) -> list[tuple[re.Pattern, Any]]:
     return [(re.compile(p), t) for p, t in rules]
 
 
-_SOURCES: dict[str, SourceFormat] = {}
+_SOURCES: Registry[SourceFormat] = Registry("source format")
 
 
 def register_source(fmt: SourceFormat, *aliases: str) -> SourceFormat:
     for name in (fmt.name, *aliases):
-        if name in _SOURCES:
-            raise ValueError(f"source format '{name}' is already registered")
-        _SOURCES[name] = fmt
+        _SOURCES.add(name, fmt)
     return fmt
 
 
 def list_sources() -> list[str]:
-    return list(_SOURCES)
+    return _SOURCES.names()
 
 
 def get_source(name: str) -> SourceFormat:
-    if name not in _SOURCES:
-        close = difflib.get_close_matches(name, _SOURCES, n=1, cutoff=0.5)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ValueError(f"unknown source format '{name}'{hint}; choose from: {', '.join(_SOURCES)}")
-    return _SOURCES[name]
+    return _SOURCES.get(name)
 
 
 # MobileFaceNet bottleneck body as a flat Sequential: conv/BN/PReLU x2 then conv/BN (Face_Pytorch, Xiaoccer, seed).

@@ -31,8 +31,9 @@ class PatternFaces(Dataset):
 
 
 def tiny_config(tmp_path, **overrides) -> Config:
-    """MobileFaceNet at 32x32 (its smallest input), no evaluation, no workers: a few seconds per epoch on 2 cores."""
-    base = dict(backbone="MobileFaceNet", head="ArcFace", input_size=[32, 32], embedding_size=32, batch_size=16,
+    """MobileFaceNet at 32x32 (its smallest input), no evaluation, no workers: a few seconds per epoch on 2 cores.
+    float32 NCHW unless a test asks otherwise: the equivalence tests compare runs within float32 tolerance."""
+    base = dict(use_amp=False, channels_last=False, compile=False, eval_at_start=False, backbone="MobileFaceNet", head="ArcFace", input_size=[32, 32], embedding_size=32, batch_size=16,
                 epochs=2, lr=0.05, warmup_epochs=0.0, milestones=[100], num_workers=0, val_sets=[],
                 output_dir=str(tmp_path / "runs"), log_every=1, random_flip=False, scale=16.0, margin=0.2)
     base.update(overrides)
