@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from Utils.cli_args import CLIError, OneLineParser, parse_input_size
+from Utils.cli_args import CLIError, OneLineParser, add_extraction_flags, check_counts, parse_input_size
 
 __all__ = ["build_parser", "main"]
 
@@ -44,12 +44,8 @@ def build_parser(prog: str = "MegaFace_Evaluation.py") -> argparse.ArgumentParse
     g.add_argument("--checkpoint", default="", help="checkpoint file (or run directory: its last.pt)")
     g.add_argument("--flip", default="sum", choices=["sum", "concat", "none"],
                    help="combine each image's embedding with its flip's: sum (insightface), concat, or none")
-    g.add_argument("--batch_size", type=int, default=128, help="images per forward pass (each also flipped)")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (extraction and search)")
-    g.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast precision of extraction")
-    g.add_argument("--num_workers", type=int, default=2, help="DataLoader worker processes for image decoding")
-    g.add_argument("--input_size", default="", help="override the checkpoint's input size: H,W (e.g. 112,96)")
-    g.add_argument("--color_order", default="", choices=["", "RGB", "BGR"], help="override the checkpoint's")
+    add_extraction_flags(g, device_help="auto, cpu, cuda or cuda:N (extraction and search)",
+                         amp_help="autocast precision of extraction")
     g.add_argument("--feature_cache", default="",
                    help="folder of the .npy feature cache (default <output_dir>/<name>_features; 'none' = off)")
     g.add_argument("--probe_features_dir", default="", help="read probe features from devkit matio files here")
@@ -207,11 +203,7 @@ class _Extractor:
 # ---------------------------------------------------------------------------------------------- run
 def _run(argv: list[str], prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
-    for flag in ("batch_size", "max_rank", "chunk_size"):
-        if getattr(args, flag) < 1:
-            raise CLIError(f"--{flag}: must be >= 1, got {getattr(args, flag)}")
-    if args.num_workers < 0:
-        raise CLIError(f"--num_workers: must be >= 0, got {args.num_workers}")
+    check_counts(args, ("batch_size", "max_rank", "chunk_size"))
     fars = _parse_list(args.fars, float, "--fars")
     if not fars or any(not 0 < f <= 1 for f in fars):
         raise CLIError(f"--fars: expected values in (0, 1], got '{args.fars}'")

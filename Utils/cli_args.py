@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import re
 
-__all__ = ["CLIError", "OneLineParser", "parse_input_size"]
+__all__ = ["CLIError", "OneLineParser", "parse_input_size", "add_extraction_flags", "check_counts"]
 
 
 class CLIError(ValueError):
@@ -26,3 +26,24 @@ def parse_input_size(text: str) -> list[int]:
     if len(hw) != 2 or min(hw) < 32:
         raise CLIError(f"--input_size: expected H,W of at least 32 each (e.g. 112,96), got '{text}'")
     return hw
+
+
+def add_extraction_flags(group, device_help: str = "auto, cpu, cuda or cuda:N",
+                         amp_help: str = "autocast precision") -> None:
+    """The flags of every script that embeds images with a checkpoint: batch, device, precision, workers, and the
+    input size and colour order that override the checkpoint's metadata."""
+    group.add_argument("--batch_size", type=int, default=128, help="images per forward pass (each also flipped)")
+    group.add_argument("--device", default="auto", help=device_help)
+    group.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help=amp_help)
+    group.add_argument("--num_workers", type=int, default=2, help="DataLoader worker processes for image decoding")
+    group.add_argument("--input_size", default="", help="override the checkpoint's input size: H,W (e.g. 112,96)")
+    group.add_argument("--color_order", default="", choices=["", "RGB", "BGR"], help="override the checkpoint's")
+
+
+def check_counts(args, at_least_one: tuple[str, ...] = ("batch_size",)) -> None:
+    """Flags that must be >= 1, and --num_workers >= 0: one line naming the flag."""
+    for flag in at_least_one:
+        if getattr(args, flag) < 1:
+            raise CLIError(f"--{flag}: must be >= 1, got {getattr(args, flag)}")
+    if args.num_workers < 0:
+        raise CLIError(f"--num_workers: must be >= 0, got {args.num_workers}")

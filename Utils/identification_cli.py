@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .cli_args import OneLineParser, parse_input_size
+from .cli_args import OneLineParser, add_extraction_flags, check_counts, parse_input_size
 
 __all__ = ["build_parser", "main"]
 
@@ -35,13 +35,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="image + flip embeddings: concat (the seed), sum, or single (no flip)")
     p.add_argument("--resize", default="stretch", choices=RESIZE_MODES,
                    help="images of another aspect ratio than the input: stretch, centre-crop or pad, then resize")
-    p.add_argument("--input_size", default="", help="override the checkpoint's input size: H,W (e.g. 112,96)")
-    p.add_argument("--color_order", default="", choices=["", "RGB", "BGR"], help="override the checkpoint's")
     p.add_argument("--max_rank", type=int, default=5, help="CMC printed up to this rank")
-    p.add_argument("--batch_size", type=int, default=128, help="images per forward pass (each also flipped)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast precision")
-    p.add_argument("--num_workers", type=int, default=2, help="DataLoader worker processes for image decoding")
+    add_extraction_flags(p)
     p.add_argument("--output_dir", default="./eval_results", help="folder for the JSON report ('' = none)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p
@@ -50,11 +45,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 def run(argv: list[str], prog: str = "Identification_Evaluation.py") -> dict:
     """Parse, evaluate, print and write the report; returns the summary dict. Raises ValueError/OSError."""
     args = build_parser(prog).parse_args(argv)
-    for flag in ("batch_size", "max_rank", "gallery_per_identity"):
-        if getattr(args, flag) < 1:
-            raise ValueError(f"--{flag}: must be >= 1, got {getattr(args, flag)}")
-    if args.num_workers < 0:
-        raise ValueError(f"--num_workers: must be >= 0, got {args.num_workers}")
+    check_counts(args, ("batch_size", "max_rank", "gallery_per_identity"))
 
     import torch
 

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .cli_args import CLIError, OneLineParser, parse_input_size
+from .cli_args import CLIError, OneLineParser, add_extraction_flags, check_counts, parse_input_size
 
 __all__ = ["CLIError", "build_parser", "main"]
 
@@ -30,12 +30,7 @@ def build_parser(prog: str, dataset: str) -> argparse.ArgumentParser:
     p.add_argument("--images", default="", help="image root the pairs file refers to")
     p.add_argument("--protocol", default="seed", choices=["seed", "insightface"],
                    help="seed: Face_Pytorch (concat, mean-subtracted cosine); insightface: sum, L2, VAL@FAR")
-    p.add_argument("--batch_size", type=int, default=128, help="images per forward pass (each also flipped)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast precision")
-    p.add_argument("--num_workers", type=int, default=2, help="DataLoader worker processes for image decoding")
-    p.add_argument("--input_size", default="", help="override the checkpoint's input size: H,W (e.g. 112,96)")
-    p.add_argument("--color_order", default="", choices=["", "RGB", "BGR"], help="override the checkpoint's")
+    add_extraction_flags(p)
     p.add_argument("--name", default=dataset, help="name used in the report and output file names")
     p.add_argument("--output_dir", default="./eval_results", help="folder for the JSON, ROC CSV and ROC PNG")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -60,10 +55,7 @@ def _data_spec(args) -> str:
 
 def _run(argv: list[str], prog: str, dataset: str) -> int:
     args = build_parser(prog, dataset).parse_args(argv)
-    if args.batch_size < 1:
-        raise CLIError(f"--batch_size: must be >= 1, got {args.batch_size}")
-    if args.num_workers < 0:
-        raise CLIError(f"--num_workers: must be >= 0, got {args.num_workers}")
+    check_counts(args)
     spec = _data_spec(args)
     if not Path(args.checkpoint).exists():
         raise CLIError(f"--checkpoint: no such file: {args.checkpoint}")
