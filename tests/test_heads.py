@@ -286,5 +286,5 @@ def test_margin_heads_learn_a_separable_problem(name):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss) < first
+    assert loss.item() < first
     assert float((out.cosine.argmax(1) == labels).float().mean()) > 0.9

@@ -26,7 +26,8 @@ def test_script_trains_evaluates_saves_and_resumes(tmp_path):
     assert json.loads((run / "config.json").read_text())["synthetic_identities"] == 12
     assert "training summary" in proc.stdout and "best synthetic" in proc.stdout
     evals = [json.loads(l) for l in (run / "history.jsonl").read_text().splitlines() if '"eval"' in l]
-    assert [e["iteration"] for e in evals] == [4, 8]  # 72 images / 16 = 4 iterations per epoch
+    # the untrained baseline (eval_at_start), then each epoch end: 72 images / 16 = 4 iterations per epoch
+    assert [e["iteration"] for e in evals] == [0, 4, 8]
     assert all(0.0 <= e["accuracies"]["synthetic"] <= 1.0 for e in evals)
     ckpt = torch.load(run / "last.pt", weights_only=False)
     assert ckpt["iteration"] == 8 and ckpt["meta"]["input_size"] == [32, 32]
