@@ -85,7 +85,7 @@ class Config:
     use_amp: bool = True  # automatic mixed precision (torch.amp); the fast path on CPU and GPU (BENCHMARKS.md)
     amp_dtype: str = "auto"  # "auto" (bf16 where the device runs it natively, else fp16 on GPU / off on CPU) | "bfloat16" | "float16" (CUDA, GradScaler)
     channels_last: bool = True  # NHWC memory format for the conv backbones (faster with autocast on CPU and GPU)
-    compile: bool = True  # torch.compile the backbone (~1-2 min warm-up on 2 CPU cores, then 1.7x; BENCHMARKS.md)
+    compile: bool = True  # torch.compile the backbone (~1 min warm-up on 2 CPU cores; 1.44x over bf16+channels_last, BENCHMARKS.md)
     use_multi_gpus: bool = False  # DataParallel over `gpus` in one process (the seed's option)
     gpus: list[int] = field(default_factory=lambda: [0])  # GPU ids for DataParallel
     dist_backend: str = "auto"  # DistributedDataParallel under torchrun: "auto" (nccl on GPU, gloo on CPU) | "nccl" | "gloo"
