@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
+from typing import Callable
 
-__all__ = ["CLIError", "OneLineParser", "parse_input_size", "add_extraction_flags", "check_counts"]
+__all__ = ["CLIError", "OneLineParser", "parse_input_size", "add_extraction_flags", "check_counts", "exit_status"]
 
 
 class CLIError(ValueError):
@@ -47,3 +49,16 @@ def check_counts(args, at_least_one: tuple[str, ...] = ("batch_size",)) -> None:
             raise CLIError(f"--{flag}: must be >= 1, got {getattr(args, flag)}")
     if args.num_workers < 0:
         raise CLIError(f"--num_workers: must be >= 0, got {args.num_workers}")
+
+
+def exit_status(run: Callable[[], object]) -> int:
+    """Call `run`; 0 when it returns, 2 after one 'error: ...' line on a bad flag, file or value, 130 on Ctrl-C."""
+    try:
+        run()
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, KeyError, RuntimeError) as exc:  # CLIError, ConfigError, DataFormatError: ValueErrors
+        print(f"error: {' '.join(str(exc).split()) or type(exc).__name__}", file=sys.stderr)
+        return 2
+    return 0

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .cli_args import OneLineParser, add_extraction_flags, check_counts, parse_input_size
+from .cli_args import OneLineParser, add_extraction_flags, check_counts, exit_status, parse_input_size
 
 __all__ = ["build_parser", "main"]
 
@@ -103,12 +103,4 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Run the evaluation; returns the exit status (0, or 2 after printing one 'error: ...' line)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     prog = prog or Path(sys.argv[0]).name or "Identification_Evaluation.py"
-    try:
-        run(argv, prog)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, OSError, KeyError, RuntimeError) as exc:
-        print(f"error: {' '.join(str(exc).split()) or type(exc).__name__}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status(lambda: run(argv, prog))

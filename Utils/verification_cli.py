@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .cli_args import CLIError, OneLineParser, add_extraction_flags, check_counts, parse_input_size
+from .cli_args import CLIError, OneLineParser, add_extraction_flags, check_counts, exit_status, parse_input_size
 
 __all__ = ["CLIError", "build_parser", "main"]
 
@@ -104,12 +104,4 @@ def main(argv: list[str] | None = None, dataset: str = "LFW", prog: str | None =
     """Run the evaluation; returns the exit status (0, or 2 after printing one 'error: ...' line)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     prog = prog or Path(sys.argv[0]).name or "evaluate"
-    try:
-        return _run(argv, prog, dataset)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, OSError, KeyError, RuntimeError) as exc:  # ConfigError, DataFormatError, ... are ValueErrors
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+    return exit_status(lambda: _run(argv, prog, dataset))
