@@ -2,15 +2,15 @@
 list + image folder).
 
     python AgeDB-30_Evaluation.py --checkpoint=runs/<run>/best.pt --data=/data/agedb_30.bin \\
-        [--protocol=seed|insightface]
+        [--protocol=face_pytorch|insightface]
 
-All flags and the outputs: `python AgeDB-30_Evaluation.py --help`, Utils/verification_cli.py.
+All flags and the outputs: `python AgeDB-30_Evaluation.py --help`, Utils/evaluation/verification_cli.py.
 """
 from __future__ import annotations
 
 import sys
 
-from Utils.verification_cli import main
+from Utils.evaluation.verification_cli import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:], dataset="AgeDB-30"))

@@ -1,5 +1,6 @@
 """MobileFaceNet (Chen et al., "MobileFaceNets: Efficient CNNs for Accurate Real-Time Face Verification on Mobile
-Devices", 2018, https://arxiv.org/abs/1804.07573), in the layout of the seed project (Face_Pytorch).
+Devices", 2018, https://arxiv.org/abs/1804.07573), in the layout of the original project (Pytorch_Face_Recognition,
+after Face_Pytorch).
 
 Input (N, 3, H, W) with H, W multiples of 16 (112x112, or 112x96 for SphereFace-style crops); output (N, D).
 The global depthwise convolution (GDC) covers the whole final (H/16, W/16) map instead of average pooling, so that
@@ -39,7 +40,7 @@ class MobileFaceNet(nn.Module):
     """MobileFaceNet.
 
     Args:
-        embedding_size: output dimension (the seed's default 128; 512 as in insightface's variant).
+        embedding_size: output dimension (the original project's default 128; 512 as in insightface's variant).
         input_size: (height, width) of the input; sets the global depthwise kernel to (H/16, W/16).
     """
 

@@ -1,7 +1,6 @@
 """Configuration: the `Config` dataclass, presets, and the `--key=value` parser."""
-from .cli import ConfigError, apply_overrides, config_from_dict, help_text, parse_config, validate
+from .cli import ConfigError, apply_overrides, help_text, parse_config, validate
 from .config import Config
 from .presets import PRESETS
 
-__all__ = ["Config", "ConfigError", "PRESETS", "apply_overrides", "config_from_dict", "help_text", "parse_config",
-           "validate"]
+__all__ = ["Config", "ConfigError", "PRESETS", "apply_overrides", "help_text", "parse_config", "validate"]

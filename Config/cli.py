@@ -15,11 +15,10 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .config import Config
+from .config import ALIASES, VALUE_ALIASES, Config
 from .presets import PRESETS
 
-__all__ = ["ConfigError", "parse_config", "apply_overrides", "load_override_file", "validate", "config_from_dict",
-           "help_text"]
+__all__ = ["ConfigError", "parse_config", "apply_overrides", "load_override_file", "validate", "help_text"]
 
 
 class ConfigError(ValueError):
@@ -27,27 +26,33 @@ class ConfigError(ValueError):
 
 
 def _backbone_names() -> list[str]:
-    from Backbones import list_backbones
+    from Backbones import list_backbones  # deferred: the registries import torch (see CHOICES)
     return list_backbones()
 
 
 def _head_names() -> list[str]:
-    from Heads import list_heads
+    from Heads import list_heads  # deferred, as above
     return list_heads()
 
 
-# Fields whose value must be one of a known set (registries are looked up only when validating).
+def _train_formats() -> list[str]:
+    from Datasets import list_train_formats  # deferred, as above
+    return list_train_formats()
+
+
+# Fields whose value must be one of a known set. Registries are imported only when validating, so that reading a
+# config (and --help) does not import torch.
 CHOICES: dict[str, Callable[[], Iterable[str]]] = {
     "backbone": _backbone_names,
     "head": _head_names,
-    "train_format": lambda: ["synthetic", "folder", "rec"],
+    "train_format": _train_formats,
     "color_order": lambda: ["RGB", "BGR"],
     "bad_image_policy": lambda: ["skip", "error"],
     "optimizer": lambda: ["sgd", "adamw"],
     "lr_schedule": lambda: ["multistep", "cosine", "poly"],
     "amp_dtype": lambda: ["auto", "bfloat16", "float16"],
     "dist_backend": lambda: ["auto", "nccl", "gloo"],
-    "eval_protocol": lambda: ["seed", "insightface"],
+    "eval_protocol": lambda: ["face_pytorch", "insightface"],
 }
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
@@ -120,6 +125,8 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str = "argum
     types_ = _field_types()
     changes = {}
     for key, value in overrides.items():
+        key = ALIASES.get(key, key)
+        value = VALUE_ALIASES.get(key, {}).get(value, value) if isinstance(value, str) else value
         if key not in types_:
             raise ConfigError(f"unknown config key '{key}' in {source}{_closest(key, types_)}; "
                               f"see Config/config.py for the valid keys")
@@ -187,7 +194,8 @@ def _split_argv(argv: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
     return pairs, rest
 
 
-def parse_config(argv: list[str], base: Config | None = None, extra_flags: Iterable[str] = ()) -> tuple[Config, list[str]]:
+def parse_config(argv: list[str], base: Config | None = None,
+                 extra_flags: Iterable[str] = ()) -> tuple[Config, list[str]]:
     """Build a Config from argv: defaults <- --preset <- --config file <- --key=value, in that order.
 
     Returns (config, leftover) where leftover holds arguments named in `extra_flags` (script-specific flags such as
@@ -217,26 +225,14 @@ def parse_config(argv: list[str], base: Config | None = None, extra_flags: Itera
     return validate(cfg), leftover
 
 
-def config_from_dict(values: dict[str, Any]) -> Config:
-    """Rebuild a Config saved in a checkpoint; keys that no longer exist are dropped."""
-    known = set(Config.field_names())
-    return apply_overrides(Config(), {k: v for k, v in values.items() if k in known}, source="checkpoint")
-
-
 def help_text() -> str:
-    """Every setting with its default and its comment, read from Config/config.py (the one place they are written)."""
-    import inspect
-
+    """Every setting with its default and help, from the fields' metadata (Config/config.py `setting`)."""
     lines = ["Settings (override any as --key=value; also --config=overrides.py and --preset="
              + "|".join(PRESETS) + "):"]
-    for line in inspect.getsource(Config).splitlines():
-        text = line.strip()
-        if text.startswith("# ---"):
-            lines.append("")
-            lines.append(text.strip("# -").strip() + ":")
-        elif ":" in text and "#" in text and not text.startswith(("#", "def ", "@", "return", '"""')):
-            decl, comment = text.split("#", 1)
-            name = decl.split(":", 1)[0].strip()
-            default = getattr(Config(), name)
-            lines.append(f"  {f'--{name}={default}':<40} {comment.strip()}")
-    return "\n".join(lines)
+    defaults = Config()
+    for f in dataclasses.fields(Config):
+        if f.metadata.get("section"):
+            lines += ["", f"{f.metadata['section']}:"]
+        lines.append(f"  {f'--{f.name}={getattr(defaults, f.name)}':<40} {f.metadata.get('help', '')}")
+    aliases = ", ".join(f"--{old} (= --{new})" for old, new in ALIASES.items())
+    return "\n".join(lines + ["", f"Old names still accepted: {aliases}."])

@@ -1,7 +1,8 @@
-"""Image folder + list file: `root/<identity>/<image>` with lines `relative/path label`.
+"""List files of an image folder: `root/<identity>/<image>` described by lines `relative/path label`.
 
-The list format is the seed's (`generate_dataset_list`): one image per line, the path (relative to the root, or
-absolute) then the integer label, separated by whitespace; paths may contain spaces (the label is the last field).
+The list format is the original project's (`Utils/tools/generate_dataset_list.py` writes it): one image per line,
+the path (relative to the root, or absolute) then the integer label, separated by whitespace; paths may contain
+spaces (the label is the last field).
 """
 from __future__ import annotations
 
@@ -12,9 +13,7 @@ import numpy as np
 
 from .errors import DataFormatError
 
-__all__ = ["IMAGE_EXTENSIONS", "read_list_file", "scan_identity_folders", "write_list_file"]
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
+__all__ = ["read_list_file", "write_list_file"]
 
 
 def read_list_file(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
@@ -44,28 +43,6 @@ def read_list_file(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     if not names:
         raise DataFormatError(f"{path}: list file holds no images")
     return names, np.asarray(labels, dtype=np.int64)
-
-
-def scan_identity_folders(root: str | os.PathLike,
-                          extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> tuple[list[str], np.ndarray, list[str]]:
-    """Walk `root/<identity>/...` in sorted order: (relative image paths, labels, identity names).
-
-    Labels number the identity folders that hold at least one image, in sorted order, from 0. Images in nested
-    sub-folders of an identity belong to it.
-    """
-    root = Path(root)
-    names: list[str] = []
-    labels: list[int] = []
-    identities: list[str] = []
-    for ident in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(str(f.relative_to(root)) for f in ident.rglob("*")
-                       if f.is_file() and f.suffix.lower() in extensions)
-        if not files:
-            continue
-        names.extend(f.replace(os.sep, "/") for f in files)
-        labels.extend([len(identities)] * len(files))
-        identities.append(ident.name)
-    return names, np.asarray(labels, dtype=np.int64), identities
 
 
 def write_list_file(path: str | os.PathLike, names: list[str], labels) -> None:

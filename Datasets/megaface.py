@@ -7,7 +7,8 @@
 - Noise lists (insightface `facescrub_noises.txt`, `megaface_noises.txt`): one name per line, '#' lines are comments.
   FaceScrub noise names are image file names (matched against the base name of a probe path); MegaFace noise
   entries are distractor paths relative to the image root.
-Paths in the lists are relative to an image root given by the user (aligned crops laid out as the lists say).
+Paths in the lists are relative to an image root given by the user (aligned crops laid out as the lists say);
+Datasets.images.ImageList reads them.
 """
 from __future__ import annotations
 
@@ -19,15 +20,12 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from .errors import DataFormatError, DataPathError
 
 __all__ = ["ProbeList", "read_probe_list", "read_distractor_list", "find_distractor_lists", "read_noise_list",
-           "facescrub_noise_mask", "megaface_noise_mask", "MegaFaceImages", "DISTRACTOR_SIZES"]
+           "facescrub_noise_mask", "megaface_noise_mask"]
 
-DISTRACTOR_SIZES = (10, 100, 1000, 10000, 100000, 1000000)  # the sizes the devkit ships lists for
 _DISTRACTOR_NAME = re.compile(r"^megaface_features_list\.json_(\d+)_(\d+)$")
 
 
@@ -144,34 +142,3 @@ def _first_duplicate(items: Sequence[str]) -> int | None:
             return i
         seen.add(item)
     return None
-
-
-class MegaFaceImages(Dataset):
-    """Images of a list under `root`, normalised for the network (item = float32 (3, H, W)).
-
-    A missing or undecodable image raises DataFormatError naming it: a benchmark score computed on a silently
-    shrunken set would not be comparable with published numbers.
-    """
-
-    def __init__(self, root: str | os.PathLike, paths: Sequence[str], input_hw: Sequence[int],
-                 color_order: str = "RGB"):
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise DataPathError(f"image root not found: {self.root}")
-        self.paths = list(paths)
-        self.input_hw = (int(input_hw[0]), int(input_hw[1]))
-        self.color_order = color_order
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        from .transforms import decode_image, normalize_image
-        path = self.root / self.paths[i]
-        if not path.is_file():
-            raise DataFormatError(f"image not found: {path} (entry {i} of the list)")
-        try:
-            img = decode_image(str(path))
-        except Exception as exc:
-            raise DataFormatError(f"{path}: cannot decode image: {type(exc).__name__}: {exc}") from None
-        return normalize_image(img, self.input_hw, self.color_order)

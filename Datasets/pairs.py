@@ -1,10 +1,11 @@
-"""Verification pair lists: LFW `pairs.txt`, the seed's two-path lists, and the CFP-FP Protocol/Split layout.
+"""Verification pair lists: LFW `pairs.txt`, the original project's two-path lists, and the CFP-FP Protocol/Split
+layout.
 
 - LFW: a header `folds<TAB>n` then, per fold, n matched lines `name i j` and n mismatched lines
   `name1 i name2 j`; images `name/name_%04d.jpg`; the fold of pair k is k // (2n). A one-number header `n`
   (View 1 files) means n matched + n mismatched pairs, split into 10 contiguous folds.
-- Two-path (Face_Pytorch / the seed, for LFW, AgeDB-30, CFP-FP): `left right flag` with flag 1 (same) or -1/0
-  (different), optionally with a fold column first or last; without one, 10 contiguous folds.
+- Two-path (Face_Pytorch / the original project, for LFW, AgeDB-30, CFP-FP): `left right flag` with flag 1 (same)
+  or -1/0 (different), optionally with a fold column first or last; without one, 10 contiguous folds.
 - CFP-FP: `Protocol/Split/FP/01..10/{same,diff}.txt` hold `i,j` lines indexing `Protocol/Pair_list_F.txt`
   (frontal) and `Pair_list_P.txt` (profile); FF pairs index the frontal list twice. Image paths in the pair lists
   are relative to the Protocol folder (`../Data/Images/...`).
@@ -235,7 +236,7 @@ def write_lfw_pairs(path: str | os.PathLike, matched: list[list[tuple[str, int, 
 
 
 def write_path_pairs(path: str | os.PathLike, left: list[str], right: list[str], issame, folds=None) -> None:
-    """The seed's two-path layout: `left right 1|-1` (plus a fold column when `folds` is given)."""
+    """The original project's two-path layout: `left right 1|-1` (plus a fold column when `folds` is given)."""
     with open(path, "w", encoding="utf-8") as f:
         for k, (a, b, s) in enumerate(zip(left, right, issame)):
             tail = f" {int(folds[k])}" if folds is not None else ""

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from .folder import write_list_file
 from .pairs import write_lfw_pairs
@@ -176,8 +177,6 @@ def _render_job(args) -> int:
 
 # ---------------------------------------------------------------------------------------------- writing
 def _generate(spec: SyntheticSpec, tmp: Path, workers: int) -> None:
-    from tqdm import tqdm
-
     n_val_ids, matched, mismatched = _val_plan(spec)
     jobs = _jobs(spec, tmp, n_val_ids)
     total = sum(len(j[2]) for j in jobs)
@@ -220,7 +219,7 @@ class _FileLock:
 
     def __enter__(self) -> "_FileLock":
         try:
-            import fcntl
+            import fcntl  # POSIX only, hence imported here
         except ImportError:  # no flock (Windows): the atomic rename below still keeps readers safe
             return self
         self.fh = open(self.path, "a")

@@ -207,7 +207,7 @@ def render_face(seed: int, role: int, index: int, image: int, difficulty: float 
                  scale=math.exp(n(0, 0.02 + 0.09 * d)) * size[0] / 112, shift=(n(0, 0.5 + 4 * d), n(0, 0.5 + 4 * d)),
                  centre=(size[1] / 2, size[0] * 60 / 112))
     canvas = _background(r, (size[1] * _SS, size[0] * _SS), d)
-    P.draw = draw = ImageDraw.Draw(canvas)
+    P.draw = ImageDraw.Draw(canvas)
     I = ident
     skin = I.skin * math.exp(n(0, 0.03 + 0.05 * d))  # tan, make-up
     skin_c = _tone(skin)

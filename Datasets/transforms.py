@@ -1,4 +1,8 @@
-"""Image decoding and the network input contract: RGB, resized to (H, W), (x - 127.5) / 128, CHW float32."""
+"""Image decoding and the network input contract: RGB, resized to (H, W), (x - 127.5) / 128, CHW float32.
+
+`fit_image` first brings an image of another aspect ratio to the input's (stretch, centre-crop or pad), for sets
+that are not aligned crops (ORL's 92x112 greyscale faces, say).
+"""
 from __future__ import annotations
 
 import io
@@ -8,11 +12,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["normalize_image", "decode_image", "MAX_DECODE_PIXELS"]
+__all__ = ["normalize_image", "decode_image", "fit_image", "FIT_MODES", "MAX_DECODE_PIXELS"]
 
 # Face crops are small; a header claiming more pixels than this is a corrupt or hostile file, refused before
 # the decoder allocates the frame (PIL's own bomb limit, ~179M pixels, is far too generous for face data).
 MAX_DECODE_PIXELS = 4096 * 4096
+FIT_MODES = ("stretch", "crop", "pad")
 
 
 def decode_image(data: bytes | bytearray | memoryview | str, max_pixels: int = MAX_DECODE_PIXELS) -> Image.Image:
@@ -67,3 +72,28 @@ def normalize_image(img: Image.Image | np.ndarray, input_hw: Sequence[int], colo
     np.subtract(arr.transpose(2, 0, 1), np.float32(127.5), out=out, dtype=np.float32)
     out *= np.float32(1.0 / 128.0)
     return torch.from_numpy(out)
+
+
+def fit_image(img: Image.Image, input_hw: Sequence[int], mode: str = "stretch") -> Image.Image:
+    """Bring a PIL image to the aspect ratio of `input_hw` (H, W): "stretch" leaves it (the resize to the input
+    stretches it), "crop" cuts the centre, "pad" adds black borders. The final resize is normalize_image's."""
+    if mode not in FIT_MODES:
+        raise ValueError(f"resize mode must be one of {', '.join(FIT_MODES)}, got {mode!r}")
+    h, w = int(input_hw[0]), int(input_hw[1])
+    iw, ih = img.size
+    if mode == "stretch" or iw * h == ih * w:
+        return img
+    if mode == "crop":
+        if iw * h > ih * w:  # too wide
+            cw = round(ih * w / h)
+            left = (iw - cw) // 2
+            return img.crop((left, 0, left + cw, ih))
+        ch = round(iw * h / w)
+        top = (ih - ch) // 2
+        return img.crop((0, top, iw, top + ch))
+    if iw * h > ih * w:  # pad: too wide -> taller canvas
+        canvas = Image.new(img.mode, (iw, round(iw * h / w)))
+    else:
+        canvas = Image.new(img.mode, (round(ih * w / h), ih))
+    canvas.paste(img, ((canvas.size[0] - iw) // 2, (canvas.size[1] - ih) // 2))
+    return canvas

@@ -1,8 +1,8 @@
 """Verification sets: pairs of images with same/different flags and 10 folds, from any supported source.
 
 `load_verification_set(spec, cfg)` takes "synthetic", a path to an insightface .bin, or "pairs_file::image_root"
-(LFW pairs.txt, the seed's two-path lists, or a CFP Protocol folder). Without "::image_root", image paths are
-relative to the pairs file's folder (for CFP, to the Protocol folder, as the dataset ships).
+(LFW pairs.txt, the original project's two-path lists, or a CFP Protocol folder). Without "::image_root", image
+paths are relative to the pairs file's folder (for CFP, to the Protocol folder, as the dataset ships).
 Images are normalised as the training images are, unflipped. An image used by several pairs is stored once (LFW's
 6,000 pairs use 7,701 distinct images, not 12,000): `pairs()` gives each pair's two image indices.
 """
@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from .binfile import load_bin
-from .errors import DataFormatError, DataPathError
-from .pairs import PairList, is_cfp_protocol, read_pairs
-from .transforms import decode_image, normalize_image
+from .errors import DataPathError
+from .images import ImageList
+from .pairs import PairList, is_cfp_protocol, read_lfw_pairs, read_pairs
+from .synthetic import ensure_synthetic
 
-__all__ = ["VerificationSet", "EncodedImages", "ImageFiles", "load_verification_set"]
+__all__ = ["VerificationSet", "load_verification_set"]
 
 
 @dataclass
@@ -41,40 +41,6 @@ class VerificationSet:
         if self.pair_index is not None:
             return self.pair_index
         return np.arange(2 * len(self.issame), dtype=np.int64).reshape(-1, 2)
-
-
-class EncodedImages(Dataset):
-    """Images held as encoded bytes (from a .bin); a corrupt one raises `DataFormatError` naming it."""
-
-    def __init__(self, bins: list[bytes], input_hw=(112, 112), color_order: str = "RGB", source: str = ""):
-        self.bins, self.input_hw, self.color_order, self.source = bins, tuple(input_hw), color_order, source
-
-    def __len__(self) -> int:
-        return len(self.bins)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        try:
-            img = decode_image(self.bins[i])
-        except Exception as exc:
-            raise DataFormatError(f"{self.source}: image {i} cannot be decoded ({type(exc).__name__}: {exc})") from None
-        return normalize_image(img, self.input_hw, self.color_order)
-
-
-class ImageFiles(Dataset):
-    """Images read from files; a missing or corrupt one raises `DataFormatError` naming the file."""
-
-    def __init__(self, paths: list[str], input_hw=(112, 112), color_order: str = "RGB"):
-        self.paths, self.input_hw, self.color_order = paths, tuple(input_hw), color_order
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        try:
-            img = decode_image(self.paths[i])
-        except Exception as exc:
-            raise DataFormatError(f"{self.paths[i]}: cannot be decoded ({type(exc).__name__}: {exc})") from None
-        return normalize_image(img, self.input_hw, self.color_order)
 
 
 def _resolve_images(pairs: PairList, root: str, key: str) -> tuple[list[str], np.ndarray]:
@@ -100,12 +66,10 @@ def load_verification_set(spec: str, cfg) -> VerificationSet:
     """The verification set named by `spec` (an entry of cfg.val_sets), with cfg.input_size and cfg.color_order."""
     hw, order = cfg.input_hw, cfg.color_order
     if spec == "synthetic":
-        from .pairs import read_lfw_pairs
-        from .synthetic import ensure_synthetic
         paths = ensure_synthetic(cfg)
         pairs = read_lfw_pairs(paths.val_pairs)
         files, index = _resolve_images(pairs, paths.val_root, "val_sets")
-        return VerificationSet("synthetic", ImageFiles(files, hw, order), pairs.issame, pairs.folds, index)
+        return VerificationSet("synthetic", ImageList(files, hw, order), pairs.issame, pairs.folds, index)
     if "::" in spec:
         pairs_file, image_root = spec.split("::", 1)
     else:
@@ -114,14 +78,14 @@ def load_verification_set(spec: str, cfg) -> VerificationSet:
         raise DataPathError(f"val_sets: no such file or directory: {pairs_file}")
     if "::" not in spec and Path(pairs_file).suffix.lower() == ".bin":
         bins, issame = load_bin(pairs_file)
-        return VerificationSet(Path(pairs_file).stem, EncodedImages(bins, hw, order, pairs_file), issame,
+        return VerificationSet(Path(pairs_file).stem, ImageList(bins, hw, order, source=pairs_file), issame,
                                (np.arange(len(issame), dtype=np.int64) * 10) // len(issame))
     if image_root and not os.path.isdir(image_root):
         raise DataPathError(f"val_sets: image root {image_root} is not a directory")
     pairs = read_pairs(pairs_file)
     root = image_root or pairs.base or str(Path(pairs_file).parent)
     files, index = _resolve_images(pairs, root, "val_sets")
-    return VerificationSet(_set_name(pairs_file), ImageFiles(files, hw, order), pairs.issame, pairs.folds, index)
+    return VerificationSet(_set_name(pairs_file), ImageList(files, hw, order), pairs.issame, pairs.folds, index)
 
 
 def _set_name(pairs_file: str) -> str:

@@ -56,13 +56,16 @@ class MarginHead(nn.Module):
     def config_kwargs(cls, cfg) -> dict:
         return dict(scale=cfg.scale)
 
-    def cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """cos(theta) between embeddings and class centres, (N, C), float32, clamped to [-1, 1]."""
+    def cosine(self, embeddings: torch.Tensor, centres: torch.Tensor | None = None) -> torch.Tensor:
+        """cos(theta) between embeddings and class centres, (N, C), float32, clamped to [-1, 1].
+
+        `centres` replaces the whole matrix by some of its rows (Partial-FC's sampled classes, K rows per class).
+        """
         emb = F.normalize(embeddings, dim=1)
-        w = F.normalize(self.weight, dim=1)
+        w = F.normalize(self.weight if centres is None else centres, dim=1)
         cos = F.linear(emb, w.to(emb.dtype)).float()
         if self.centres_per_class > 1:
-            cos = cos.view(cos.shape[0], self.num_classes, self.centres_per_class).amax(dim=2)
+            cos = cos.view(cos.shape[0], -1, self.centres_per_class).amax(dim=2)
         return cos.clamp(-1.0, 1.0)
 
     def margin(self, cos: torch.Tensor, labels: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:

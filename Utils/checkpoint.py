@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from Backbones import get_backbone
+
 __all__ = ["NORMALIZATION", "save_checkpoint", "load_checkpoint", "backbone_meta", "load_backbone"]
 
 NORMALIZATION = "(x - 127.5) / 128"
@@ -67,8 +69,6 @@ def backbone_meta(name: str, embedding_size: int, input_size, color_order: str) 
 
 def load_backbone(path: str | os.PathLike, device: str | torch.device = "cpu"):
     """Rebuild the backbone a checkpoint describes and load its weights. Returns (model in eval mode, meta)."""
-    from Backbones import get_backbone
-
     state = load_checkpoint(path)
     meta = state.get("meta") or {}
     missing = [k for k in ("backbone", "embedding_size", "input_size") if k not in meta]

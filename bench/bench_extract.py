@@ -1,6 +1,6 @@
 """Embedding extraction throughput (inference, image + its flip) per backbone and precision.
 
-Times `Utils.features.extract_embeddings` (the code every evaluation script and the training-time verification use)
+Times `Utils.evaluation.features.extract_embeddings` (the code every evaluation script and the training-time verification use)
 over in-memory random 112x112 images, so image decoding is not measured (bench_loader.py measures it).
 Images/s counts source images: each is embedded twice (it and its flip). Ratios are against fp32 in the same run.
 
@@ -25,7 +25,7 @@ VARIANTS = ["fp32", "cl", "bf16", "bf16+cl"]
 
 def measure(backbone: str, variant: str, images: torch.Tensor, batch: int, device: str) -> float:
     from Backbones import get_backbone
-    from Utils.features import extract_embeddings
+    from Utils.evaluation.features import extract_embeddings
 
     model = get_backbone(backbone).to(device).eval()
     if "cl" in variant.split("+"):

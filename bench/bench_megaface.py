@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.common import command_line, machine_line, print_table  # noqa: E402
-from Utils.megaface import evaluate_megaface  # noqa: E402
+from Utils.evaluation.megaface_metrics import evaluate_megaface  # noqa: E402
 
 
 def _rss_bytes() -> int:

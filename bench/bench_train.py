@@ -1,6 +1,6 @@
 """Training-step throughput per backbone and fast path, against fp32 eager measured in the same run.
 
-Each cell times the real `Utils.trainer.train_step` (forward, margin head over `--classes` centres, backward, SGD
+Each cell times the real `Utils.training.loop.train_step` (forward, margin head over `--classes` centres, backward, SGD
 step) on pre-generated batches, so the data loader is not measured (bench_loader.py measures it). Variants:
 
     fp32         eager float32, NCHW (the baseline column)
@@ -70,35 +70,33 @@ def step_flops(backbone: str, batch: int, classes: int, input_hw) -> float:
 def measure(backbone: str, variant: str, batch: int, classes: int, steps: int, warmup: int,
             input_hw, device: str = "cpu") -> tuple[float, float]:
     """(images/s after `warmup` untimed steps, seconds of the first step: compile warm-up)."""
-    import Train
-    from Utils.train_state import TrainState
-    from Utils.trainer import train_step
+    from Utils.training import build_components
+    from Utils.training.loop import train_step
 
     parts = set(variant.split("+"))
     cfg = validate(apply_overrides(Config(), dict(
         backbone=backbone, batch_size=batch, num_workers=0, device=device, use_amp=bool(parts & {"bf16", "fp16"}),
         amp_dtype="float16" if "fp16" in parts else "bfloat16", channels_last="cl" in parts, compile="compile" in parts, val_sets=[],
-        para_adj_mode=True, input_size=list(input_hw), warmup_epochs=0.0), source="bench"))
-    comp = Train.build_components(cfg, dataset=RandomFaces(batch * (steps + warmup), classes, input_hw))
+        write_nothing=True, input_size=list(input_hw), warmup_epochs=0.0), source="bench"))
+    comp = build_components(cfg, dataset=RandomFaces(batch * (steps + warmup), classes, input_hw))
     g = torch.Generator().manual_seed(0)
     batches = [(torch.randn(batch, 3, *input_hw, generator=g),
                 torch.randint(0, classes, (batch,), generator=g), torch.zeros(batch, dtype=torch.long))
                for _ in range(2)]
-    state = TrainState()
 
     def sync():
         if device.startswith("cuda"):
             torch.cuda.synchronize()
     t0 = time.perf_counter()
-    train_step(comp, state, [batches[0]])
+    train_step(comp, [batches[0]])
     sync()
     first = time.perf_counter() - t0
     for i in range(warmup - 1):
-        train_step(comp, state, [batches[i % 2]])
+        train_step(comp, [batches[i % 2]])
     sync()
     t0 = time.perf_counter()
     for i in range(steps):
-        train_step(comp, state, [batches[i % 2]])
+        train_step(comp, [batches[i % 2]])
     sync()
     return steps * batch / (time.perf_counter() - t0), first
 

@@ -19,24 +19,24 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import command_line, machine_line, print_table, time_call  # noqa: E402
-from Utils import verification as V  # noqa: E402
+from Utils.evaluation import verification as V  # noqa: E402
 
 # -------------------------------------------------------------------------------------------- loop baselines
 
 
-def loop_seed_threshold(scores, issame):
-    thresholds = V.SEED_THRESHOLDS
+def loop_fp_threshold(scores, issame):
+    thresholds = V.FACE_PYTORCH_THRESHOLDS
     acc = np.zeros(len(thresholds))
     for k, t in enumerate(thresholds):
         acc[k] = (np.sum(scores[issame] > t) + np.sum(scores[~issame] < t)) / len(scores)
     return float(np.mean(thresholds[acc == acc.max()]))
 
 
-def loop_seed_accuracy(scores, issame, t):
+def loop_fp_accuracy(scores, issame, t):
     return (np.sum(scores[issame] > t) + np.sum(scores[~issame] < t)) / len(scores)
 
 
-def loop_seed(emb, flip, issame, folds):
+def loop_face_pytorch(emb, flip, issame, folds):
     fl = np.concatenate([emb[0::2], flip[0::2]], 1).astype(np.float64)
     fr = np.concatenate([emb[1::2], flip[1::2]], 1).astype(np.float64)
     accs, thrs = [], []
@@ -47,9 +47,9 @@ def loop_seed(emb, flip, issame, folds):
         l /= np.sqrt(np.sum(l ** 2, 1))[:, None]
         r /= np.sqrt(np.sum(r ** 2, 1))[:, None]
         s = np.sum(l * r, 1)
-        t = loop_seed_threshold(s[train], issame[train])
+        t = loop_fp_threshold(s[train], issame[train])
         thrs.append(t)
-        accs.append(loop_seed_accuracy(s[test], issame[test], t))
+        accs.append(loop_fp_accuracy(s[test], issame[test], t))
     return np.array(accs), np.array(thrs)
 
 
@@ -83,13 +83,13 @@ def loop_insightface(emb, flip, issame, folds, dist=None):
 # -------------------------------------------------------------------------------------------- vectorised, same outputs
 
 
-def vec_seed_search(scores_by_fold, issame, folds):
+def vec_fp_search(scores_by_fold, issame, folds):
     accs, thrs = [], []
     for row, i in enumerate(np.unique(folds)):
         train, test = folds != i, folds == i
-        t = V.seed_best_threshold(scores_by_fold[row][train], issame[train])
+        t = V.face_pytorch_best_threshold(scores_by_fold[row][train], issame[train])
         thrs.append(t)
-        accs.append(V.seed_accuracy(scores_by_fold[row][test], issame[test], t))
+        accs.append(V.face_pytorch_accuracy(scores_by_fold[row][test], issame[test], t))
     return np.array(accs), np.array(thrs)
 
 
@@ -141,18 +141,18 @@ def main() -> None:
     def equal(a, b):
         return all(np.array_equal(x, y) for x, y in zip(a, b))
 
-    def seed_full():
-        r = V.seed_protocol(emb, flip, issame, folds)
+    def face_pytorch_full():
+        r = V.face_pytorch_protocol(emb, flip, issame, folds)
         return r.fold_accuracies, r.fold_thresholds
 
     def if_full():
         r = V.insightface_protocol(emb, flip, issame, folds)
         return r.fold_accuracies, r.fold_thresholds, np.array(r.extra["fold_val"]), np.array(r.extra["fold_far"])
 
-    seed_out = row("seed: 10 folds from embeddings", lambda: loop_seed(emb, flip, issame, folds), seed_full, equal)
-    scores = V.seed_fold_scores(emb, flip, folds)
-    row("seed: threshold search only", lambda: vec_seed_search_loop(scores, issame, folds),
-        lambda: vec_seed_search(scores, issame, folds), equal)
+    fp_out = row("face_pytorch: 10 folds from embeddings", lambda: loop_face_pytorch(emb, flip, issame, folds), face_pytorch_full, equal)
+    scores = V.face_pytorch_fold_scores(emb, flip, folds)
+    row("face_pytorch: threshold search only", lambda: vec_fp_search_loop(scores, issame, folds),
+        lambda: vec_fp_search(scores, issame, folds), equal)
     row("insightface: 10 folds from embeddings", lambda: loop_insightface(emb, flip, issame, folds), if_full, equal)
     dist = V.insightface_distances(emb, flip)
     row("insightface: threshold search only", lambda: loop_insightface(emb, flip, issame, folds, dist),
@@ -160,18 +160,18 @@ def main() -> None:
 
     print(f"# {command_line()}")
     print(f"# {machine_line()}")
-    print(f"# {n} pairs, {d}-d embeddings (+ flips), 10 folds; seed accuracy {100 * np.mean(seed_out[0]):.2f}%")
+    print(f"# {n} pairs, {d}-d embeddings (+ flips), 10 folds; face_pytorch accuracy {100 * np.mean(fp_out[0]):.2f}%")
     print_table(["protocol / part", "loop (s)", "vectorised (ms)", "speed-up", "identical"], rows)
 
 
-def vec_seed_search_loop(scores_by_fold, issame, folds):
+def vec_fp_search_loop(scores_by_fold, issame, folds):
     """The loop baseline of the threshold search alone, on the vectorised code's own scores."""
     accs, thrs = [], []
     for row, i in enumerate(np.unique(folds)):
         train, test = folds != i, folds == i
-        t = loop_seed_threshold(scores_by_fold[row][train], issame[train])
+        t = loop_fp_threshold(scores_by_fold[row][train], issame[train])
         thrs.append(t)
-        accs.append(loop_seed_accuracy(scores_by_fold[row][test], issame[test], t))
+        accs.append(loop_fp_accuracy(scores_by_fold[row][test], issame[test], t))
     return np.array(accs), np.array(thrs)
 
 

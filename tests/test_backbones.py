@@ -11,7 +11,7 @@ from Backbones import get_backbone, list_backbones
 from Backbones.__main__ import state_dict_bytes
 from tests.conftest import REPO
 
-# fp32 state_dict sizes of the seed's table (MB = 1e6 bytes), checked within 5%
+# fp32 state_dict sizes of the original project's table (MB = 1e6 bytes), checked within 5%
 PUBLISHED_MB = {"MobileFaceNet": 4.0, "ResNet50_IR": 170.0, "SEResNet50_IR": 171.0, "ResNet100_IR": 256.0}
 
 

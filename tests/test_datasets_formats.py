@@ -81,7 +81,7 @@ def test_folder_list_and_color_order(tmp_path):
             rel = f"person {ident}/{k}.{'png' if k else 'jpg'}"
             (tmp_path / rel).write_bytes(data)
             imgs[rel] = data
-            lines.append(f"{rel}  {ident}")  # the seed's double-space separator; a space in the path
+            lines.append(f"{rel}  {ident}")  # the original project's double-space separator; a space in the path
     (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
     for order in ("RGB", "BGR"):
         ds = build_train_dataset(cfg_for(train_format="folder", train_root=str(tmp_path),

@@ -18,7 +18,7 @@ from Datasets import DataFormatError, RecordIOTrainDataset
 from Datasets.binfile import load_bin
 from Datasets.pairs import read_pairs
 from Datasets.recordio import RecordIOReader, unpack_record
-from Datasets.verification import EncodedImages
+from Datasets.images import ImageList
 from _datasets_fixtures import MAGIC, jpeg_bytes, write_rec
 
 BUDGET_S = 3.0  # seconds per format
@@ -117,7 +117,7 @@ def test_fuzz_bin(tmp_path):
 
     def read():
         bins, issame = load_bin(path)
-        images = EncodedImages(bins, source=str(path))
+        images = ImageList(bins, source=str(path))
         for i in range(len(images)):
             images[i]
 

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from Datasets import DataFormatError
 from Datasets.align import ARCFACE_TEMPLATE, SPHEREFACE_TEMPLATE, align_face, similarity_transform
-from Utils import align_faces, convert_bin, generate_dataset_list
+from Utils.tools import align_faces, convert_bin, generate_dataset_list
 from _datasets_fixtures import jpeg_bytes
 
 
@@ -114,5 +114,5 @@ def test_real_lfw_pairs_and_crops(realdata):
     x = vs.images[0]
     assert x.shape == (3, 112, 96) and -1.0 <= float(x.min()) and float(x.max()) <= 1.0
     first = (lfw / "pairs.txt").read_text().splitlines()[1].split("\t")
-    assert Path(vs.images.paths[vs.pairs()[0, 0]]).name == f"{first[0]}_{int(first[1]):04d}.jpg"
+    assert Path(vs.images.path(vs.pairs()[0, 0])).name == f"{first[0]}_{int(first[1]):04d}.jpg"
     assert len(vs.images) == 7701  # the distinct images of the 6,000 pairs

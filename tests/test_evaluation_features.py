@@ -7,9 +7,11 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
-from Utils import verification as V
-from Utils.evaluation import evaluate_embeddings, format_report, verify
-from Utils.features import extract_embeddings, resolve_amp_dtype, resolve_device
+from Utils.evaluation import verification as V
+from Utils.evaluation.reports import format_report
+from Utils.evaluation.verify import evaluate_embeddings, verify
+from Utils.device import autocast_dtype, resolve_device
+from Utils.evaluation.features import extract_embeddings
 
 
 class TinyNet(nn.Module):
@@ -81,7 +83,7 @@ def test_bf16_autocast_runs_on_cpu():
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="amp"):
-        resolve_amp_dtype("fp8")
+        autocast_dtype("fp8", torch.device("cpu"))
     with pytest.raises(ValueError, match="device"):
         resolve_device("tpu")
     if not torch.cuda.is_available():
@@ -99,8 +101,9 @@ def test_verify_pairs_images_and_flips_as_the_protocol_says():
     vset = VerificationSet("tiny", data, issame, V.kfold_ids(40))
     net = _net()
     ref, ref_flip = per_image(net, data)
-    for protocol in ("seed", "insightface"):
-        summary = verify(net, vset, protocol=protocol, batch_size=16, progress=False)
+    summary_of = {}
+    for protocol in ("face_pytorch", "insightface"):
+        summary = summary_of[protocol] = verify(net, vset, protocol=protocol, batch_size=16, progress=False)
         expected = V.run_protocol(protocol, ref, ref_flip, issame, vset.folds)
         assert summary["name"] == "tiny" and summary["protocol"] == protocol
         assert summary["fold_accuracies"] == pytest.approx(list(expected.fold_accuracies), abs=0)
@@ -108,13 +111,17 @@ def test_verify_pairs_images_and_flips_as_the_protocol_says():
         assert 0.0 <= summary["std"] and set(summary["tar_at_far"]) == {"1e-01", "1e-02", "1e-03", "1e-04"}
         assert summary["threshold"] == pytest.approx(float(np.mean(expected.fold_thresholds)))
         assert "+-" in format_report(summary)
+    # the protocol's old name is still accepted and means the same protocol
+    old = verify(net, vset, protocol="seed", batch_size=16, progress=False)
+    assert old["protocol"] == "face_pytorch"
+    assert old["fold_accuracies"] == summary_of["face_pytorch"]["fold_accuracies"]
     assert "val" in summary and "xnorm" in summary
 
 
 def test_report_json_is_plain_data(tmp_path):
     import json
 
-    from Utils.evaluation import save_report
+    from Utils.evaluation.reports import save_report
 
     rng = np.random.default_rng(0)
     emb = rng.standard_normal((200, 6)).astype(np.float32)
@@ -137,8 +144,8 @@ def test_verify_follows_the_pair_index_of_shared_images():
     vset = VerificationSet("shared", data, issame, V.kfold_ids(40), index)
     net = _net()
     ref, ref_flip = per_image(net, data)
-    summary = verify(net, vset, protocol="seed", batch_size=16, progress=False)
+    summary = verify(net, vset, protocol="face_pytorch", batch_size=16, progress=False)
     flat = index.ravel()
-    expected = V.run_protocol("seed", ref[flat], ref_flip[flat], issame, vset.folds)
+    expected = V.run_protocol("face_pytorch", ref[flat], ref_flip[flat], issame, vset.folds)
     assert summary["fold_accuracies"] == pytest.approx(list(expected.fold_accuracies), abs=0)
     assert summary["threshold"] == pytest.approx(float(np.mean(expected.fold_thresholds)))

@@ -61,7 +61,7 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("script,protocol", [
-    ("LFW_Evaluation.py", "seed"),
+    ("LFW_Evaluation.py", "face_pytorch"),
     pytest.param("CFP-FP_Evaluation.py", "insightface", marks=pytest.mark.slow),  # same path, other protocol
 ])
 def test_script_end_to_end(inputs, script, protocol):

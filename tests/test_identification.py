@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from Utils.identification import (FaceImages, cmc_curve, evaluate_identification, gallery_split,
-                                  identification_features, scan_identity_folder, true_identity_ranks)
-from Utils.identification_cli import main
+from Datasets.images import ImageList, scan_identity_folders
+from Utils.evaluation.identification import (cmc_curve, evaluate_identification, gallery_split,
+                                             identification_features, true_identity_ranks)
+from Utils.evaluation.identification_cli import main
 
 
 def write_pgm(path, pixels: np.ndarray) -> None:
@@ -27,40 +28,40 @@ def test_scan_identity_folder_natural_order_and_skips(tmp_path):
     (tmp_path / "s2" / "notes.txt").write_text("not an image")
     (tmp_path / "empty").mkdir()
     (tmp_path / "README").write_text("a file beside the identities")
-    folder = scan_identity_folder(tmp_path)
+    folder = scan_identity_folders(tmp_path, natural_order=True, recursive=False)
     assert folder.names == ["s1", "s2", "s10"]
     assert [p.split("/")[-2:] for p in folder.paths[:3]] == [["s1", "1.pgm"], ["s1", "2.pgm"], ["s1", "10.pgm"]]
     assert folder.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        scan_identity_folder(tmp_path / "nowhere")
+        scan_identity_folders(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="no identity sub-folders with images"):
-        scan_identity_folder(tmp_path / "empty")
+        scan_identity_folders(tmp_path / "empty")
 
 
 def test_face_images_greyscale_stretch_crop_and_pad(tmp_path):
     grey = np.full((112, 92), 200)  # ORL-sized, 92 wide x 112 high
     write_pgm(tmp_path / "grey.pgm", grey)
-    x = FaceImages([str(tmp_path / "grey.pgm")], (112, 96), "RGB", "stretch")[0]
+    x = ImageList([str(tmp_path / "grey.pgm")], (112, 96), "RGB", "stretch")[0]
     assert x.shape == (3, 112, 96)
     assert torch.allclose(x, torch.full_like(x, (200 - 127.5) / 128))  # a constant stays constant when stretched
 
     wide = np.zeros((112, 200))
     wide[:, 100:] = 255  # left half black, right half white
     write_pgm(tmp_path / "wide.pgm", wide)
-    x = FaceImages([str(tmp_path / "wide.pgm")], (112, 96), "RGB", "crop")[0]
+    x = ImageList([str(tmp_path / "wide.pgm")], (112, 96), "RGB", "crop")[0]
     # centre crop of width 96 = columns 52..147: 48 black then 48 white, no resampling (already 112x96)
     want = np.where(np.arange(96) < 48, -127.5 / 128, 127.5 / 128)
     assert np.allclose(x[1].numpy(), np.broadcast_to(want, (112, 96)))
 
     narrow = np.full((112, 48), 255)
     write_pgm(tmp_path / "narrow.pgm", narrow)
-    x = FaceImages([str(tmp_path / "narrow.pgm")], (112, 96), "BGR", "pad")[0]
+    x = ImageList([str(tmp_path / "narrow.pgm")], (112, 96), "BGR", "pad")[0]
     want = np.where((np.arange(96) >= 24) & (np.arange(96) < 72), 127.5 / 128, -127.5 / 128)
     assert np.allclose(x[0].numpy(), np.broadcast_to(want, (112, 96)))
 
     (tmp_path / "broken.pgm").write_bytes(b"P5\n10 10\n255\n\x00")
     with pytest.raises(ValueError, match="broken.pgm"):
-        FaceImages([str(tmp_path / "broken.pgm")], (112, 96))[0]
+        ImageList([str(tmp_path / "broken.pgm")], (112, 96))[0]
 
 
 def brute_force_ranks(feats, labels, probe_idx, gallery_idx, exclude_self):
@@ -177,7 +178,7 @@ def test_real_orl_leave_one_out_rank1(realdata, tmp_path, capsys):
     """AT&T/ORL (40 x 10 greyscale 92x112, unaligned) with the published CASIA MobileFaceNet at 112x96, stretched:
     an independent run saw rank-1 99.5%."""
     from Utils.checkpoint import save_checkpoint
-    from Utils.model_import import build_import_checkpoint, import_backbone
+    from Utils.tools.model_import import build_import_checkpoint, import_backbone
 
     model, meta, _ = import_backbone("xiaoccer_mobilefacenet", realdata / "models/mobilefacenet_casia_112x96_068.ckpt",
                                      "MobileFaceNet", (112, 96), "RGB")

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from Datasets.errors import DataFormatError, DataPathError
-from Datasets.megaface import (MegaFaceImages, facescrub_noise_mask, find_distractor_lists, megaface_noise_mask,
+from Datasets.images import ImageList
+from Datasets.megaface import (facescrub_noise_mask, find_distractor_lists, megaface_noise_mask,
                                read_distractor_list, read_noise_list, read_probe_list)
 
 
@@ -76,7 +77,7 @@ def test_image_dataset_normalises_and_names_missing_files(tmp_path):
     arr = rng.integers(0, 256, size=(112, 112, 3), dtype=np.uint8)
     (tmp_path / "A").mkdir()
     Image.fromarray(arr).save(tmp_path / "A" / "A_1.png")
-    ds = MegaFaceImages(tmp_path, ["A/A_1.png", "A/A_2.png"], (112, 112), "BGR")
+    ds = ImageList(["A/A_1.png", "A/A_2.png"], (112, 112), "BGR", root=tmp_path)
     x = ds[0].numpy()
     np.testing.assert_allclose(x, (arr[:, :, ::-1].transpose(2, 0, 1).astype(np.float32) - 127.5) / 128, atol=1e-6)
     with pytest.raises(DataFormatError, match="A_2.png"):

@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from Utils.matio import read_feature_files, read_matio, write_feature_files, write_matio
+from Utils.evaluation.matio import read_feature_files, read_matio, write_feature_files, write_matio
 
 
 def _struct_write(path, rows, cols, values, cv_type=5, fmt="f", stride=None, pad=b""):

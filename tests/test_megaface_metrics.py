@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from Utils.megaface import (evaluate_megaface, identification, l2_normalize, replace_with_identity_centres,
+from Utils.evaluation.megaface_metrics import (evaluate_megaface, identification, l2_normalize, replace_with_identity_centres,
                             search_distractors, verification)
 
 

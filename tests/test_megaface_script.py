@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import MegaFace_Evaluation
-from Utils.megaface import evaluate_megaface, l2_normalize
+from Utils.evaluation.megaface_metrics import evaluate_megaface, l2_normalize
 
 
 def _tree(tmp_path):

@@ -1,5 +1,5 @@
-"""Utils.model_import: foreign state_dicts written here by hand, under the key names of the projects they come from
-(Face_Pytorch / Xiaoccer, the seed, InsightFace_Pytorch, insightface arcface_torch), mapped onto our backbones.
+"""Utils.tools.model_import: foreign state_dicts written here by hand, under the key names of the projects they come from
+(Face_Pytorch / Xiaoccer, Pytorch_Face_Recognition, InsightFace_Pytorch, insightface arcface_torch), mapped onto our backbones.
 
 Correctness is checked against an explicit correspondence table or a functional forward pass of the foreign
 network written in this file with torch.nn.functional - never against the importer's own output.
@@ -12,8 +12,9 @@ import torch.nn.functional as F
 
 from Backbones import get_backbone
 from Utils.checkpoint import load_backbone
-from Utils.model_import import (ImportMismatchError, import_backbone, list_sources, main, map_state_dict,
-                                read_foreign_weights)
+from Utils.tools.model_import import (ImportMismatchError, import_backbone, list_sources, map_state_dict,
+                                      read_foreign_weights)
+from Utils.tools.model_import.cli import main
 
 MFN_SETTING = [(2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1)]
 # The IR layouts are checked on 18-layer stage sizes: the rules are the same for every depth, the test is 4x lighter.
@@ -39,7 +40,7 @@ def _prelu(gen, prefix: str, n: int) -> dict[str, torch.Tensor]:
 
 
 def face_pytorch_mfn(gen, names=("conv1", "dw_conv1", "blocks", "conv2", "linear7", "linear1"), gdc=(7, 6), dim=128):
-    """MobileFaceNet as Face_Pytorch / Xiaoccer name it (the seed uses other names for the same modules)."""
+    """MobileFaceNet as Face_Pytorch / Xiaoccer name it (Pytorch_Face_Recognition uses other names for the same modules)."""
     stem, dw, blocks, expand, gdc_name, emb = names
     d = {f"{stem}.conv.weight": _rand(gen, 64, 3, 3, 3), **_bn(gen, f"{stem}.bn", 64), **_prelu(gen, f"{stem}.prelu", 64),
          f"{dw}.conv.weight": _rand(gen, 64, 1, 3, 3), **_bn(gen, f"{dw}.bn", 64), **_prelu(gen, f"{dw}.prelu", 64)}
@@ -92,9 +93,10 @@ def _se_resnet18(input_size):
 
 
 def test_registry_lists_the_promised_formats():
-    for name in ("xiaoccer_mobilefacenet", "face_pytorch_mobilefacenet", "seed_mobilefacenet",
-                 "insightface_pytorch_mobilefacenet", "insightface_pytorch_ir", "insightface_iresnet",
-                 "face_pytorch_cbamresnet", "seed_cbamresnet", "ordered"):
+    for name in ("xiaoccer_mobilefacenet", "face_pytorch_mobilefacenet", "pytorch_face_recognition_mobilefacenet",
+                 "seed_mobilefacenet", "insightface_pytorch_mobilefacenet", "insightface_pytorch_ir",
+                 "insightface_iresnet", "face_pytorch_cbamresnet", "pytorch_face_recognition_cbamresnet",
+                 "seed_cbamresnet", "ordered"):
         assert name in list_sources()
     with pytest.raises(ValueError, match="did you mean 'insightface_iresnet'"):
         map_state_dict({}, get_backbone("ResNet18_IR"), "insightface_iresnt")
@@ -112,20 +114,21 @@ def test_xiaoccer_checkpoint_wrapper_and_module_prefix(tmp_path):
     assert report.copied == len(foreign) and not report.filled
 
 
-def test_seed_mobilefacenet_names_and_embedding_size_from_checkpoint(tmp_path):
+def test_pytorch_face_recognition_mobilefacenet_names_and_embedding_size_from_checkpoint(tmp_path):
     gen = torch.Generator().manual_seed(1)
     names = ("conv3", "dw_conv3", "bottlenecks", "conv1", "linear_GDConv7", "linear_conv1")
     foreign = face_pytorch_mfn(gen, names, gdc=(7, 7), dim=256)
     torch.save(foreign, tmp_path / "Iter_1000_net.pth")
-    model, meta, _ = import_backbone("seed_mobilefacenet", tmp_path / "Iter_1000_net.pth", "MobileFaceNet",
-                                     (112, 112), "RGB")
+    model, meta, _ = import_backbone("pytorch_face_recognition_mobilefacenet", tmp_path / "Iter_1000_net.pth",
+                                     "MobileFaceNet", (112, 112), "RGB")
     assert meta["embedding_size"] == 256
     assert _check_table(model.state_dict(), foreign, mfn_table(names)) == 283  # every tensor but the BN counters
-    # the seed's "conv1" is the 1x1 expansion to 512, not the stem: a name clash the rules must not confuse
+    # Pytorch_Face_Recognition's "conv1" is the 1x1 expansion to 512, not the stem: a name clash the rules must not confuse
     assert torch.equal(model.state_dict()["conv_expand.conv.weight"], foreign["conv1.conv.weight"])
     # the same file under the Face_Pytorch names: its "conv1" lands on our stem and the shapes say so; the message
     # names the layout that fits
-    with pytest.raises(ImportMismatchError, match=r"every key of the file has a rule in: --source=seed_mobilefacenet"):
+    with pytest.raises(ImportMismatchError,
+                       match=r"every key of the file has a rule in: --source=pytorch_face_recognition_mobilefacenet"):
         import_backbone("face_pytorch_mobilefacenet", tmp_path / "Iter_1000_net.pth", "MobileFaceNet", (112, 112), "RGB")
 
 

@@ -1,4 +1,4 @@
-"""Utils.onnx_export: the exported graph, run by onnxruntime here, matches PyTorch at several batch sizes; the
+"""Utils.tools.onnx_export: the exported graph, run by onnxruntime here, matches PyTorch at several batch sizes; the
 parity gate fails the command above its tolerance."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 from Backbones import get_backbone
 from Utils.checkpoint import backbone_meta, save_checkpoint
-from Utils.onnx_export import main
+from Utils.tools.onnx_export import main
 
 
 @pytest.mark.parametrize("backbone,hw", [("MobileFaceNet", (112, 96)), ("ResNet18_IR", (32, 32))])
@@ -43,7 +43,7 @@ def test_export_runs_in_onnxruntime_with_a_dynamic_batch(tmp_path, capsys, backb
 
 
 def test_parity_gate_fails_the_command(tmp_path, capsys, monkeypatch):
-    import Utils.onnx_export as onnx_export
+    import Utils.tools.onnx_export as onnx_export
 
     model = get_backbone("MobileFaceNet", 0, (32, 32)).eval()
     save_checkpoint({"backbone": model.state_dict(), "meta": backbone_meta("MobileFaceNet", 128, (32, 32), "RGB")},

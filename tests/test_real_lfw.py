@@ -1,6 +1,6 @@
 """Real LFW with a published checkpoint: Xiaoccer's CASIA-WebFace MobileFaceNet (../shared/realdata/models),
-imported by Utils.model_import, scored with the seed protocol by the evaluation's shared implementation
-(Datasets pairs reader + image files, Utils.features, Utils.evaluation).
+imported by Utils.tools.model_import, scored with the face_pytorch protocol by the evaluation's shared implementation
+(Datasets pairs reader + image files, Utils.evaluation).
 
 realdata/README.md: published 99.30; an independent implementation measured 99.03 on aligned_112x96, and ~98.45
 when fed BGR instead of RGB. Here: >= 99.0 in RGB, and BGR clearly lower (the colour order is really applied).
@@ -18,7 +18,7 @@ import pytest
 pytestmark = pytest.mark.slow  # 2 x 7,701 images + flips through MobileFaceNet on a 2-core CPU
 
 CHECKPOINT = "models/mobilefacenet_casia_112x96_068.ckpt"
-# bf16 autocast roughly halves CPU time (AVX512-BF16) and moves the seed-protocol accuracy by a few pairs at most;
+# bf16 autocast roughly halves CPU time (AVX512-BF16) and moves the face_pytorch-protocol accuracy by a few pairs at most;
 # the thresholds below hold with it (see the report of the run that set this).
 AMP = "bf16"
 
@@ -32,9 +32,9 @@ def lfw_scores():
         pytest.skip(f"real data not available at {REALDATA}")
     from Config import Config
     from Datasets import load_verification_set
-    from Utils.evaluation import evaluate_embeddings
-    from Utils.features import extract_embeddings
-    from Utils.model_import import import_backbone
+    from Utils.evaluation.verify import evaluate_embeddings
+    from Utils.evaluation.features import extract_embeddings
+    from Utils.tools.model_import import import_backbone
 
     model, meta, _ = import_backbone("xiaoccer_mobilefacenet", REALDATA / CHECKPOINT, "MobileFaceNet", (112, 96),
                                      "RGB")
@@ -51,7 +51,7 @@ def lfw_scores():
         seconds = time.perf_counter() - start
         assert np.all(np.isfinite(emb)) and np.all(np.isfinite(flip))
         index = vset.pairs().ravel()
-        for protocol in ("seed", "insightface"):
+        for protocol in ("face_pytorch", "insightface"):
             summary = evaluate_embeddings(emb[index], flip[index], vset.issame, vset.folds, protocol,
                                           f"LFW {order}").summary
             scores[order, protocol] = summary
@@ -61,11 +61,11 @@ def lfw_scores():
 
 
 def test_imported_checkpoint_reproduces_published_lfw_accuracy(lfw_scores):
-    assert lfw_scores["RGB", "seed"]["accuracy"] >= 0.990
+    assert lfw_scores["RGB", "face_pytorch"]["accuracy"] >= 0.990
     insightface = lfw_scores["RGB", "insightface"]
     assert insightface["accuracy"] > 0.985 and insightface["auc"] > 0.995
 
 
 def test_bgr_input_scores_lower(lfw_scores):
     # independent measurement: 99.03 -> ~98.45; 0.2 points = 12 pairs of 6,000 is well outside fold noise
-    assert lfw_scores["BGR", "seed"]["accuracy"] <= lfw_scores["RGB", "seed"]["accuracy"] - 0.002
+    assert lfw_scores["BGR", "face_pytorch"]["accuracy"] <= lfw_scores["RGB", "face_pytorch"]["accuracy"] - 0.002

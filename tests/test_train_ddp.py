@@ -38,7 +38,7 @@ def _worker(rank: int, world: int, port: int, tmp: str, overrides: dict) -> None
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    from Utils.distributed import cleanup_distributed
+    from Utils.training.distributed import cleanup_distributed
 
     try:
         res = Train.train(tiny_config(Path(tmp), run_name="ddp", **overrides), dataset=PatternFaces(classes=9))

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from _train_fixtures import PatternFaces, tiny_config
 
 import Train
-import Utils.trainer as trainer
+import Utils.training.loop as trainer
 from Utils.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +67,7 @@ def test_nonfinite_steps_are_skipped_and_counted(tmp_path, monkeypatch):
 
     monkeypatch.setattr(trainer, "forward_loss", sometimes_nan)
     res = Train.train(tiny_config(tmp_path, backbone="TinyTestNet", epochs=2, max_bad_steps=3), dataset=PatternFaces())
-    assert res.stop_reason == "" and res.state.skipped_steps == 3 and res.state.iteration == 8
+    assert res.stop_reason is Train.StopReason.FINISHED and res.state.skipped_steps == 3 and res.state.iteration == 8
     assert "non-finite loss at iteration 2" in (res.run_dir / "train.log").read_text()
     assert "skipped steps        | 3" in res.summary
 
@@ -79,7 +79,7 @@ def test_consecutive_nonfinite_losses_stop_after_saving_and_change_nothing(tmp_p
     monkeypatch.setattr(trainer, "forward_loss",
                         lambda comp, x, y: (lambda l, c, n: (l + float("inf"), c, n))(*orig(comp, x, y)))
     res = Train.train(cfg, dataset=PatternFaces())
-    assert res.stop_reason == "bad_steps" and res.state.iteration == 3 and res.state.bad_in_row == 3
+    assert res.stop_reason is Train.StopReason.BAD_STEPS and res.state.iteration == 3 and res.state.bad_in_row == 3
     saved = load_checkpoint(tmp_path / "runs" / "nan" / "last.pt")
     assert saved["iteration"] == 3
     for k, v in initial.items():  # no skipped step touched the weights (BN running stats aside)

@@ -9,8 +9,8 @@ import torch.nn as nn
 from Backbones import get_backbone
 from Config import Config, apply_overrides
 from Heads import get_head
-from Utils.optim import LRFactor, build_optimizer, build_scheduler, param_groups
-from Utils.sampler import ResumableSampler
+from Utils.training.optim import LRFactor, build_optimizer, build_scheduler, param_groups
+from Utils.training.sampler import ResumableSampler
 
 
 def test_no_weight_decay_on_bn_prelu_and_bias():
@@ -74,7 +74,7 @@ def test_sampler_resume_skips_consumed_and_epochs_differ():
     s = ResumableSampler(20, seed=1)
     s.set_epoch(3)
     whole = list(s)
-    s.load_state_dict({"epoch": 3, "position": 8, "seed": 1, "world_size": 1})
+    s.set_epoch(3, 8)  # how a resumed run re-enters epoch 3 after 8 samples
     assert list(s) == whole[8:] and len(s) == 12
     s.set_epoch(4)
     assert list(s) != whole and sorted(s) == list(range(20))

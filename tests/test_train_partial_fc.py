@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from Heads import get_head
-from Utils.partial_fc import PartialFC, class_shard
+from Heads.partial_fc import PartialFC, class_shard
 
 HEADS = [("ArcFace", {}), ("CosFace", {}), ("SubCenterArcFace", {"subcenters": 3}), ("CurricularFace", {}),
          ("AdaFace", {}), ("CombinedMargin", {})]

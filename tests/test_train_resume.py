@@ -1,8 +1,8 @@
 """Resume equivalence and atomic checkpoints.
 
 An uninterrupted run and the same run stopped after k iterations (max_iterations) then resumed from last.pt must
-end with identical weights on CPU: this proves the checkpoint holds every piece of state (sampler position
-mid-epoch, optimizer momentum, LR schedule, RNGs behind dropout).
+end with identical weights on CPU: this proves the checkpoint holds every piece of state (mid-epoch
+position, optimizer momentum, LR schedule, RNGs behind dropout).
 """
 from __future__ import annotations
 
@@ -38,12 +38,12 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path, stop_at, ac
     full = Train.train(tiny_config(tmp_path, run_name="full", **common), dataset=data)
 
     first = Train.train(tiny_config(tmp_path, run_name="part", max_iterations=stop_at, **common), dataset=data)
-    assert first.stop_reason == "max_iterations" and first.state.iteration == stop_at
+    assert first.stop_reason is Train.StopReason.MAX_ITERATIONS and first.state.iteration == stop_at
     ckpt = tmp_path / "runs" / "part" / "last.pt"
     assert load_checkpoint(ckpt)["iteration"] == stop_at
     resumed = Train.train(tiny_config(tmp_path, resume=str(ckpt), **common), dataset=data)
 
-    assert resumed.stop_reason == "" and resumed.state.iteration == full.state.iteration
+    assert resumed.stop_reason is Train.StopReason.FINISHED and resumed.state.iteration == full.state.iteration
     a, b = _final_state(full), _final_state(resumed)
     assert a.keys() == b.keys()
     for k in a:
@@ -61,7 +61,7 @@ def test_checkpoint_content_is_loadable_by_evaluation(tmp_path):
 
     res = Train.train(tiny_config(tmp_path, run_name="c", backbone="TinyTestNet", epochs=1), dataset=PatternFaces())
     state = load_checkpoint(tmp_path / "runs" / "c" / "last.pt")
-    for key in ("backbone", "head", "optimizer", "scheduler", "scaler", "epoch", "iteration", "sampler", "rng",
+    for key in ("backbone", "head", "optimizer", "scheduler", "scaler", "epoch", "iteration", "rng",
                 "config", "meta"):
         assert key in state, key
     assert set(state["rng"]) >= {"python", "numpy", "torch"}

@@ -16,7 +16,7 @@ import pytest
 from _train_fixtures import PatternFaces, tiny_config
 
 import Train
-from Utils.visdom_logger import VisdomLogger
+from Utils.training.sinks.visdom import VisdomLogger
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,15 +96,15 @@ def test_missing_server_costs_one_warning(tmp_path):
 
 @pytest.fixture(scope="module")
 def visdom_server(tmp_path_factory):
-    from Utils.visdom_server import assets_installed, install_assets
+    from Utils.tools.visdom_server import assets_installed, install_assets
 
     if not assets_installed():
         if shutil.which("npm") is None:
-            pytest.skip("visdom page assets missing and npm not installed (python -m Utils.visdom_server --setup)")
+            pytest.skip("visdom page assets missing and npm not installed (python -m Utils.tools.visdom_server --setup)")
         install_assets(log=lambda *_: None)
     port = _free_port()
     env_path = tmp_path_factory.mktemp("visdom_env")
-    proc = subprocess.Popen([sys.executable, "-m", "Utils.visdom_server", f"--port={port}",
+    proc = subprocess.Popen([sys.executable, "-m", "Utils.tools.visdom_server", f"--port={port}",
                              f"--env_path={env_path}"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 60
     while time.time() < deadline:

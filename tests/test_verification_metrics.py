@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from Utils import verification as V
+from Utils.evaluation import verification as V
 
 
 def brute_rates(issame, scores):

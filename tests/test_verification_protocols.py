@@ -11,7 +11,7 @@ import pytest
 from sklearn.model_selection import KFold
 from sklearn.preprocessing import normalize
 
-from Utils import verification as V
+from Utils.evaluation import verification as V
 
 # ------------------------------------------------------------------------------------------------ references
 
@@ -138,7 +138,7 @@ def test_seed_protocol_equals_loop(case):
     separation, seed = CASES[case]
     emb, flip, issame, folds = make_pairs(200, 24, separation, seed)
     ref_acc, ref_thr = ref_seed(emb, flip, issame, folds)
-    got = V.seed_protocol(emb, flip, issame, folds)
+    got = V.face_pytorch_protocol(emb, flip, issame, folds)
     np.testing.assert_array_equal(got.fold_accuracies, ref_acc)
     np.testing.assert_array_equal(got.fold_thresholds, ref_thr)
     if case == "well_separated":
@@ -164,15 +164,15 @@ def test_seed_threshold_ties_on_the_grid():
     """Scores exactly on threshold values: a score equal to t is wrong for both sides; plateaus of equal accuracy
     (many thresholds) are averaged."""
     rng = np.random.default_rng(7)
-    grid = V.SEED_THRESHOLDS
+    grid = V.FACE_PYTORCH_THRESHOLDS
     for trial in range(4):
         n = 60
         scores = grid[rng.integers(9000, 11000, size=n)] if trial < 2 else grid[rng.choice([9990, 10000, 10010], n)]
         issame = rng.random(n) < 0.5
         flags = np.where(issame, 1, -1)
-        assert V.seed_best_threshold(scores, issame) == ref_get_threshold(scores, flags)
+        assert V.face_pytorch_best_threshold(scores, issame) == ref_get_threshold(scores, flags)
         t = float(scores[0])  # evaluation exactly at a score value
-        assert V.seed_accuracy(scores, issame, t) == ref_get_accuracy(scores, flags, t)
+        assert V.face_pytorch_accuracy(scores, issame, t) == ref_get_accuracy(scores, flags, t)
 
 
 def test_insightface_threshold_ties_on_the_grid():
@@ -218,7 +218,7 @@ def test_kfold_ids_match_sklearn():
 def test_folds_need_not_be_contiguous():
     emb, flip, issame, folds = make_pairs(100, 8, 0.7, 4)
     perm = np.random.default_rng(0).permutation(folds)
-    got = V.seed_protocol(emb, flip, issame, perm)
+    got = V.face_pytorch_protocol(emb, flip, issame, perm)
     for i in range(10):
         test = perm == i
         np.testing.assert_allclose(got.scores[test], ref_seed_scores(emb, flip, perm, i)[test], atol=1e-12)
@@ -227,7 +227,7 @@ def test_folds_need_not_be_contiguous():
 def test_bad_inputs_are_one_line_errors():
     emb, flip, issame, folds = make_pairs(20, 4, 1.0, 5)
     with pytest.raises(ValueError, match="expected"):
-        V.seed_protocol(emb[:-2], flip[:-2], issame, folds)
+        V.face_pytorch_protocol(emb[:-2], flip[:-2], issame, folds)
     bad = emb.copy()
     bad[3, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):

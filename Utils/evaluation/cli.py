@@ -1,0 +1,134 @@
+"""What every evaluation command line shares: one flag set for the model, one loader, one error path.
+
+    parser = EvalParser(prog, description)       # argparse, but errors are one line
+    add_model_flags(parser)                      # --checkpoint, --batch_size, --device, --amp, --num_workers,
+                                                 # --input_size, --color_order
+    args = parser.parse_args(argv); check_counts(args)
+    loaded = load_model(args)                    # checkpoint -> model on its device + input size + colour order +
+                                                 # autocast dtype (the checkpoint's metadata unless a flag overrides)
+    return run_cli(lambda: work(args), ...)      # 0, or 2 after one "error: ..." line, 130 on Ctrl-C
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..checkpoint import load_backbone
+from ..device import autocast_dtype, resolve_device
+
+__all__ = ["CLIError", "EvalParser", "parse_input_size", "parse_list", "add_model_flags", "check_counts",
+           "LoadedModel", "check_checkpoint", "load_model", "run_cli"]
+
+
+class CLIError(ValueError):
+    """A bad command line; printed as one line."""
+
+
+class EvalParser(argparse.ArgumentParser):
+    """argparse whose errors are one CLIError line instead of the usage block and an exit."""
+
+    def __init__(self, prog: str, description: str):
+        super().__init__(prog=prog, description=description, allow_abbrev=False)
+
+    def error(self, message: str):
+        raise CLIError(f"{message} (see --help)")
+
+
+def parse_input_size(text: str) -> list[int]:
+    """'112,96', '112x96' or '[112, 96]' -> [112, 96]; both sides at least 32 (four stride-2 stages, then >= 2)."""
+    parts = [t for t in re.split(r"[,x\s\[\]]+", text.strip()) if t]
+    try:
+        hw = [int(t) for t in parts]
+    except ValueError:
+        hw = []
+    if len(hw) != 2 or min(hw) < 32:
+        raise CLIError(f"--input_size: expected H,W of at least 32 each (e.g. 112,96), got '{text}'")
+    return hw
+
+
+def parse_list(text: str, kind: Callable, flag: str) -> list:
+    """'a,b c' -> [kind(a), kind(b), kind(c)]; ints may be written as floats (1e6)."""
+    try:
+        return [kind(float(t)) if kind is int else kind(t) for t in re.split(r"[,\s]+", text.strip()) if t]
+    except ValueError:
+        raise CLIError(f"{flag}: cannot parse '{text}'") from None
+
+
+def add_model_flags(group, checkpoint_required: bool = True,
+                    checkpoint_help: str = "a project checkpoint (training or Utils.tools.model_import), or a run "
+                                           "directory (its last.pt)",
+                    device_help: str = "auto, cpu, cuda or cuda:N", amp_help: str = "autocast precision") -> None:
+    """The flags of every script that embeds images with a checkpoint: the checkpoint, batch, device, precision,
+    workers, and the input size and colour order that override the checkpoint's metadata."""
+    group.add_argument("--checkpoint", required=checkpoint_required, default="", help=checkpoint_help)
+    group.add_argument("--batch_size", type=int, default=128, help="images per forward pass (each also flipped)")
+    group.add_argument("--device", default="auto", help=device_help)
+    group.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help=amp_help)
+    group.add_argument("--num_workers", type=int, default=2, help="DataLoader worker processes for image decoding")
+    group.add_argument("--input_size", default="", help="override the checkpoint's input size: H,W (e.g. 112,96)")
+    group.add_argument("--color_order", default="", choices=["", "RGB", "BGR"], help="override the checkpoint's")
+
+
+def check_counts(args, at_least_one: tuple[str, ...] = ("batch_size",)) -> None:
+    """Flags that must be >= 1, and --num_workers >= 0: one line naming the flag."""
+    for flag in at_least_one:
+        if getattr(args, flag) < 1:
+            raise CLIError(f"--{flag}: must be >= 1, got {getattr(args, flag)}")
+    if args.num_workers < 0:
+        raise CLIError(f"--num_workers: must be >= 0, got {args.num_workers}")
+
+
+@dataclass
+class LoadedModel:
+    """A checkpoint's backbone ready to embed, and how its inputs must look."""
+    model: torch.nn.Module  # eval mode, on `device`
+    meta: dict
+    input_hw: list[int]
+    color_order: str
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    amp: str  # the --amp name, for reports
+
+    def describe(self) -> str:
+        h, w = self.input_hw
+        return (f"model {self.meta['backbone']} ({self.meta['embedding_size']}-d, input {h}x{w} {self.color_order}) "
+                f"on {self.device}, amp={self.amp}")
+
+
+def check_checkpoint(args) -> None:
+    """--checkpoint names an existing file or run directory (checked before anything heavy is imported)."""
+    if not args.checkpoint:
+        raise CLIError("--checkpoint: not given")
+    if not Path(args.checkpoint).exists():
+        raise CLIError(f"--checkpoint: no such file: {args.checkpoint}")
+
+
+def load_model(args) -> LoadedModel:
+    """The checkpoint's backbone on --device with its input size and colour order (flags override the metadata)
+    and the autocast dtype of --amp."""
+    check_checkpoint(args)
+    device = resolve_device(args.device)
+    amp_dtype = autocast_dtype(args.amp, device, key="--amp")
+    model, meta = load_backbone(args.checkpoint, device)
+    hw = parse_input_size(args.input_size) if args.input_size else [int(v) for v in meta["input_size"]]
+    color = args.color_order or meta.get("color_order", "RGB")
+    return LoadedModel(model, meta, hw, color, device, amp_dtype, args.amp)
+
+
+def run_cli(run: Callable[[], object]) -> int:
+    """Call `run`; 0 when it returns, 2 after one 'error: ...' line on a bad flag, file or value, 130 on Ctrl-C."""
+    try:
+        run()
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, KeyError, RuntimeError) as exc:  # CLIError, ConfigError, DataFormatError: ValueErrors
+        print(f"error: {' '.join(str(exc).split()) or type(exc).__name__}", file=sys.stderr)
+        return 2
+    return 0

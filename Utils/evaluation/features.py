@@ -1,0 +1,74 @@
+"""Batched embedding extraction for evaluation: images and their horizontal flips, no_grad, eval mode, autocast.
+
+The model sees exactly what the dataset yields (already normalised, see Datasets.transforms.normalize_image); the
+flip is taken on the normalised tensor along the width axis, which equals normalising the flipped image.
+Precision is chosen here with torch.autocast, never inside a model's forward.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from ..device import autocast, autocast_dtype, resolve_device
+
+__all__ = ["extract_embeddings"]
+
+
+def _model_device(model: torch.nn.Module) -> torch.device | None:
+    param = next(model.parameters(), None)
+    return None if param is None else param.device
+
+
+@torch.no_grad()
+def extract_embeddings(model: torch.nn.Module, dataset: Dataset, batch_size: int = 128,
+                       device: str | torch.device = "cpu", amp_dtype: str | torch.dtype | None = None,
+                       num_workers: int = 0, desc: str = "embeddings",
+                       progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings of every dataset item and of its horizontal flip: two float32 arrays (M, D), in dataset order.
+
+    Args:
+        model: a backbone already on `device`; it is put in eval mode for the pass and its mode restored after.
+        dataset: item i = float32 tensor (3, H, W) (or a tuple whose first element is that tensor).
+        amp_dtype: None for full precision, torch.bfloat16 / torch.float16, or a name (Utils.device.AMP_NAMES).
+    """
+    if len(dataset) == 0:
+        raise ValueError("cannot extract embeddings of an empty dataset")
+    if batch_size < 1:
+        raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+    dev = resolve_device(device)
+    dtype = autocast_dtype(amp_dtype, dev)
+    where = _model_device(model)
+    if where is not None and (where.type != dev.type or (dev.index is not None and where.index != dev.index)):
+        raise ValueError(f"model is on {where} but embeddings were asked on {dev}; move the model first")
+
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=dev.type == "cuda", drop_last=False)
+    emb = emb_flip = None
+    done = 0
+    was_training = model.training
+    model.eval()
+    try:
+        with tqdm(total=len(dataset), desc=desc, unit="img", dynamic_ncols=True, disable=not progress) as bar:
+            for batch in loader:
+                images = batch[0] if isinstance(batch, (list, tuple)) else batch
+                images = images.to(dev, non_blocking=True)
+                n = images.shape[0]
+                # one forward for both views: eval-mode layers treat samples independently
+                both = torch.cat([images, torch.flip(images, dims=[3])])
+                with autocast(dev, dtype):
+                    out = model(both)
+                out = out.float().cpu().numpy()
+                if emb is None:
+                    emb = np.empty((len(dataset), out.shape[1]), dtype=np.float32)
+                    emb_flip = np.empty_like(emb)
+                emb[done:done + n] = out[:n]
+                emb_flip[done:done + n] = out[n:]
+                done += n
+                bar.update(n)
+    finally:
+        model.train(was_training)
+    if done != len(dataset):
+        raise RuntimeError(f"the data loader yielded {done} images for a dataset of {len(dataset)}")
+    return emb, emb_flip

@@ -1,0 +1,371 @@
+"""MegaFace's expensive part: one chunked pass over the distractors keeping, exactly and in bounded memory, what the
+metrics need - each probe's K highest distractor scores and the global tail of the highest impostor scores.
+
+At 3,530 probes x 1e6 distractors the score matrix has 3.5e9 entries, but identification needs only (a) each
+probe's K highest distractor scores (rank <= K iff score(p, g) > K-th best) and verification (b) the few thousand
+highest impostor scores over all pairs (FAR 1e-6 of 3.5e9 is the 3,530th). Distractors are scored in chunks; per
+chunk a block-max reduction (max of every B consecutive scores, one cheap pass) picks the few blocks that can hold a
+new top entry, and only those are opened. The chunk matmul runs in low precision (bf16 on CPUs with AVX512-BF16/AMX
+and on GPUs) purely as a filter: every candidate is rescored in float64 and a rigorous rounding-error bound decides
+which candidates must be rescored and certifies that no unopened entry could enter the kept lists (if the
+certificate fails, the selection widens and that chunk is redone). The results are therefore those of exact scores,
+whatever the matmul precision; the tests compare them with a brute-force matrix. Coarse FARs (above the kept tail)
+come from a histogram of all impostor scores at bf16 resolution (65,536 bins). The metrics are megaface_metrics.py.
+"""
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .search_precision import LOW_DTYPES, resolve_precision, rounding_model
+
+__all__ = ["DistractorSearch", "search_distractors", "allowed_impostors", "exact_scores"]
+
+_BLOCK = 64  # scores per block of the block-max reduction (a tenth of the work of a top-k pass on a chunk)
+_RESCORE_BATCH = 4096  # pairs rescored in float64 at once (gathered rows: 2 x 4096 x D doubles)
+
+
+@dataclass
+class DistractorSearch:
+    """What the metrics need from the probe x distractor scores (all scores exact float64 dot products).
+
+    topk_scores[p] are probe p's K highest distractor scores, descending (-inf where fewer than K distractors);
+    tail_* are the L highest impostor scores over all (probe, distractor) pairs, descending, with their pairs;
+    hist_counts[b] counts impostor scores whose bf16 rounding has bit pattern b (coarse ROC), None if skipped.
+    """
+    topk_scores: np.ndarray
+    topk_index: np.ndarray
+    tail_scores: np.ndarray
+    tail_probe: np.ndarray
+    tail_distractor: np.ndarray
+    hist_counts: np.ndarray | None
+    num_probes: int
+    num_distractors: int
+    num_unreachable: int = 0  # distractors removed from reach (cleaning): impostor pairs no threshold accepts
+    precision: str = "fp32"
+    seconds: float = 0.0
+    rescored: int = 0  # pairs rescored in float64
+    widened: int = 0  # selections widened because the certificate failed
+
+    @property
+    def num_impostors(self) -> int:
+        return self.num_probes * (self.num_distractors + self.num_unreachable)
+
+    @property
+    def tail_complete(self) -> bool:
+        """True when the tail holds every reachable impostor score."""
+        return len(self.tail_scores) >= self.num_probes * self.num_distractors
+
+
+class _Histogram:
+    """Counts of scores per bf16 bit pattern (65,536 bins), accumulated in a worker thread on CPU so that the
+    single-threaded bincount overlaps the next chunk's matmul (one chunk in flight at most: bounded memory)."""
+
+    def __init__(self, device: torch.device):
+        self.counts = torch.zeros(65536, dtype=torch.int64, device=device)
+        self._pool = ThreadPoolExecutor(max_workers=1) if device.type == "cpu" else None
+        self._pending: Future | None = None
+
+    @staticmethod
+    def _count(scores: torch.Tensor) -> torch.Tensor:
+        bits = scores.to(torch.bfloat16).view(torch.int16).reshape(-1).to(torch.int32).bitwise_and_(0xFFFF)
+        return torch.bincount(bits, minlength=65536)
+
+    def add(self, scores: torch.Tensor) -> None:
+        if self._pool is None:
+            self.counts += self._count(scores)
+            return
+        self.wait()
+        self._pending = self._pool.submit(self._count, scores)
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            self.counts += self._pending.result()
+            self._pending = None
+
+    def close(self) -> np.ndarray:
+        self.wait()
+        if self._pool is not None:
+            self._pool.shutdown()
+        return self.counts.cpu().numpy()
+
+
+def exact_scores(p64: torch.Tensor, g32: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """float64 dot products of the pairs (probe rows[i], distractor cols[i]).
+
+    The products of float32 values are exact in float64, and every pair is summed by the same row reduction, so
+    bitwise-equal vectors give bitwise-equal scores: genuine scores (`identity_scores`) use the same reduction, which
+    keeps exact ties exact (a collapsed model's features must tie, not win by a rounding accident).
+    """
+    out = torch.empty(rows.numel(), dtype=torch.float64, device=p64.device)
+    for s in range(0, rows.numel(), _RESCORE_BATCH):
+        a = p64.index_select(0, rows[s:s + _RESCORE_BATCH])
+        b = g32.index_select(0, cols[s:s + _RESCORE_BATCH]).to(torch.float64)
+        out[s:s + _RESCORE_BATCH] = (a * b).sum(dim=1)
+    return out
+
+
+class _Searcher:
+    """State of one pass over the distractors: per-probe top-K and the global impostor tail."""
+
+    def __init__(self, probes: torch.Tensor, k: int, tail_size: int, precision: str, device: torch.device):
+        self.device = device
+        self.precision = precision
+        self.low = probes.to(LOW_DTYPES[precision])
+        self.p64 = probes.to(torch.float64)
+        self.pnorm = self.p64.norm(dim=1)
+        self.u_in, self.u_out = rounding_model(precision, device)
+        low32 = self.low.to(torch.float32)
+        self.p_res = (probes - low32).norm(dim=1).to(torch.float64) if self.u_in is None \
+            else self.u_in * self.pnorm  # ||x - x_low||, the input rounding of each probe
+        self.p_low_norm = low32.norm(dim=1).to(torch.float64)
+        self.gamma = probes.shape[1] * 2.0 ** -24 / (1 - probes.shape[1] * 2.0 ** -24)  # fp32 accumulation
+        n = probes.shape[0]
+        self.k = k
+        self.top_v = torch.full((n, k), -math.inf, dtype=torch.float64, device=device)
+        self.top_i = torch.full((n, k), -1, dtype=torch.int64, device=device)
+        self.tail_size = tail_size
+        self.tail_v = torch.empty(0, dtype=torch.float64, device=device)
+        self.tail_p = torch.empty(0, dtype=torch.int64, device=device)
+        self.tail_d = torch.empty(0, dtype=torch.int64, device=device)
+        self.rescored = 0
+        self.widened = 0
+
+    # ------------------------------------------------------------------ one chunk
+    def add_chunk(self, g32: torch.Tensor, offset: int, hist: _Histogram | None) -> None:
+        n = self.low.shape[0]
+        c = g32.shape[0]
+        g_low = g32.to(self.low.dtype)
+        scores = self.low @ g_low.T  # (n, c), the low-precision filter
+        if hist is not None:
+            hist.add(scores)
+        pad = (-c) % _BLOCK
+        if pad:
+            scores = torch.cat([scores, scores.new_full((n, pad), -math.inf)], dim=1)
+        blocks = scores.view(n, -1, _BLOCK)
+        bmax = blocks.amax(dim=2)  # (n, nb)
+        # |low-precision accumulator - exact score| <= d_in[p] for every distractor of this chunk (Cauchy-Schwarz
+        # on x.g - xl.gl = (x - xl).gl + x.(g - gl), plus fp32 accumulation); the output rounding is added per value
+        gl32 = g_low.to(torch.float32)
+        g_low_norm = float(gl32.norm(dim=1).max()) if c else 0.0
+        g_res = float((g32 - gl32).norm(dim=1).max()) if c and self.u_in is None else \
+            (self.u_in or 0.0) * (float(g32.norm(dim=1).max()) if c else 0.0)
+        d_in = (self.p_res * g_low_norm + self.pnorm * g_res + self.gamma * self.p_low_norm * g_low_norm) * 1.01 \
+            + 2.0 ** -40
+        if self.k:
+            self._update_topk(blocks, bmax, d_in, g32, offset)
+        if self.tail_size:
+            self._update_tail(blocks, bmax, d_in, g32, offset)
+
+    def _lower(self, tau: torch.Tensor, d_in: torch.Tensor) -> torch.Tensor:
+        """Low-value threshold: a score whose exact value is > tau has a low value > this."""
+        return tau - d_in - self.u_out * 1.01 * (tau.abs() + d_in)
+
+    def _upper(self, low: torch.Tensor, d_in: torch.Tensor) -> torch.Tensor:
+        """Bound on the exact value of a score whose low value is <= `low`."""
+        return low + d_in + self.u_out * 1.01 * low.abs() / (1 - self.u_out)
+
+    def _update_topk(self, blocks, bmax, d_in, g32, offset) -> None:
+        n, nb, bsz = blocks.shape
+        thr = self._lower(self.top_v[:, -1], d_in)  # (n,): a score whose low value is <= this cannot enter
+        cand = bmax.to(torch.float64) > thr.unsqueeze(1)
+        # a row without k scores yet (the first chunk) would open everything: select its best few instead
+        if bool(torch.isfinite(thr).all()) and int(cand.sum()) <= 4 * n * self.k:
+            # the usual case after the first chunk: open just the blocks that may hold a new entry (all of them)
+            r_i, b_i = cand.nonzero(as_tuple=True)
+            vals = blocks[r_i, b_i].to(torch.float64)
+            kr, ke = (vals > thr[r_i].unsqueeze(1)).nonzero(as_tuple=True)
+            rows, cols = r_i[kr], b_i[kr] * bsz + ke  # rows ascending
+            if rows.numel():
+                exact = exact_scores(self.p64, g32, rows, cols)
+                self.rescored += int(rows.numel())
+                self._merge_rows(rows, cols + offset, exact)
+            return
+        self._update_topk_widening(blocks, bmax, d_in, g32, offset)
+
+    def _merge_rows(self, rows: torch.Tensor, ids: torch.Tensor, vals: torch.Tensor) -> None:
+        """Merge ragged candidates (rows ascending) into the per-row top-k."""
+        uniq, counts = torch.unique_consecutive(rows, return_counts=True)
+        starts = torch.cumsum(counts, 0) - counts
+        slot = torch.repeat_interleave(torch.arange(uniq.numel(), device=self.device), counts)
+        pos = torch.arange(rows.numel(), device=self.device) - starts[slot]
+        width = int(counts.max())
+        cand_v = torch.full((uniq.numel(), width), -math.inf, dtype=torch.float64, device=self.device)
+        cand_i = torch.full((uniq.numel(), width), -1, dtype=torch.int64, device=self.device)
+        cand_v[slot, pos] = vals
+        cand_i[slot, pos] = ids
+        all_v = torch.cat([self.top_v[uniq], cand_v], dim=1)
+        all_i = torch.cat([self.top_i[uniq], cand_i], dim=1)
+        new_v, order = all_v.topk(self.k, dim=1)
+        self.top_v[uniq] = new_v
+        self.top_i[uniq] = all_i.gather(1, order)
+
+    def _update_topk_widening(self, blocks, bmax, d_in, g32, offset) -> None:
+        """First chunks: each row's m best low scores (m = k + 8) are rescored; rows whose certificate fails (an
+        unopened score could still enter) are redone with m x 4."""
+        n, nb, bsz = blocks.shape
+        k = self.k
+        todo = torch.arange(n, device=self.device)
+        m = k + 8
+        while todo.numel():
+            full = todo.numel() == n
+            blk = blocks if full else blocks[todo]
+            bm = bmax if full else bmax[todo]
+            t = todo.numel()
+            kb = min(m, nb)
+            _, bi = bm.topk(kb, dim=1)  # the top-m scores of a row lie in its m blocks of highest max
+            elems = blk.gather(1, bi.unsqueeze(-1).expand(t, kb, bsz)).reshape(t, kb * bsz)
+            mm = min(m, kb * bsz)
+            cv, ci = elems.topk(mm, dim=1)
+            cols = bi.gather(1, torch.div(ci, bsz, rounding_mode="floor")) * bsz + ci % bsz
+            complete = kb == nb and mm == kb * bsz
+            cv = cv.to(torch.float64)
+            old_v, old_i = self.top_v[todo], self.top_i[todo]
+            d = d_in[todo]
+            take = cv > self._lower(old_v[:, -1], d).unsqueeze(1)  # others cannot beat the current k-th score
+            tr, tc = take.nonzero(as_tuple=True)
+            cand_v = torch.full_like(cv, -math.inf)
+            cand_v[tr, tc] = exact_scores(self.p64, g32, todo[tr], cols[tr, tc])
+            self.rescored += int(tr.numel())
+            all_v = torch.cat([old_v, cand_v], dim=1)
+            all_i = torch.cat([old_i, cols + offset], dim=1)
+            new_v, order = all_v.topk(k, dim=1)
+            new_i = all_i.gather(1, order)
+            if complete:
+                ok = torch.ones(t, dtype=torch.bool, device=self.device)
+            else:  # an unopened score is <= the m-th low score: bound its exact value
+                ok = self._upper(cv[:, -1], d) <= new_v[:, -1]
+            self.top_v[todo[ok]] = new_v[ok]
+            self.top_i[todo[ok]] = new_i[ok]
+            todo = todo[~ok]
+            if todo.numel():
+                self.widened += 1
+                m *= 4
+
+    def _merge_tail(self, v, p, d):
+        v = torch.cat([self.tail_v, v])
+        p = torch.cat([self.tail_p, p])
+        d = torch.cat([self.tail_d, d])
+        keep = min(self.tail_size, v.numel())
+        v, order = v.topk(keep)
+        return v, p[order], d[order]
+
+    def _update_tail(self, blocks, bmax, d_in, g32, offset) -> None:
+        n, nb, bsz = blocks.shape
+        L = self.tail_size
+        tau = self.tail_v[-1] if self.tail_v.numel() >= L else torch.tensor(-math.inf, dtype=torch.float64,
+                                                                             device=self.device)
+        thr = self._lower(tau, d_in)  # (n,) per probe: a score whose low value is <= this cannot enter the tail
+        cap = 8 * L + (1 << 16)
+        cand = bmax.to(torch.float64) > thr.unsqueeze(1)
+        n_cand = int(cand.sum())
+        if n_cand * bsz <= cap:  # the usual case after the first chunks: open every block that may hold a new entry
+            r_i, b_i = cand.nonzero(as_tuple=True)
+            vals = blocks[r_i, b_i].to(torch.float64)  # (n_cand, B)
+            kr, ke = (vals > thr[r_i].unsqueeze(1)).nonzero(as_tuple=True)
+            rows, cols = r_i[kr], b_i[kr] * bsz + ke
+            exact = exact_scores(self.p64, g32, rows, cols)
+            self.rescored += int(rows.numel())
+            self.tail_v, self.tail_p, self.tail_d = self._merge_tail(exact, rows, cols + offset)
+            return
+        flat_bm = bmax.reshape(-1)
+        flat_blocks = blocks.reshape(-1, bsz)
+        dmax = d_in.max()
+        m = 4 * L
+        while True:
+            kb = min(m, flat_bm.numel())
+            _, bi = flat_bm.topk(kb)
+            vals = flat_blocks[bi].reshape(-1)
+            mm = min(m, vals.numel())
+            cv, ci = vals.topk(mm)
+            blk = bi[torch.div(ci, bsz, rounding_mode="floor")]
+            rows = torch.div(blk, nb, rounding_mode="floor")
+            cols = (blk % nb) * bsz + ci % bsz
+            cv = cv.to(torch.float64)
+            take = cv > thr[rows]
+            rows, cols = rows[take], cols[take]
+            exact = exact_scores(self.p64, g32, rows, cols)
+            self.rescored += int(rows.numel())
+            v, p, d = self._merge_tail(exact, rows, cols + offset)
+            complete = kb == flat_bm.numel() and mm == vals.numel()
+            tau_new = float(v[-1]) if v.numel() >= L else -math.inf
+            if complete or float(self._upper(cv[-1], dmax)) <= tau_new:
+                self.tail_v, self.tail_p, self.tail_d = v, p, d
+                return
+            self.widened += 1
+            m *= 4
+
+
+def search_distractors(probes: np.ndarray, distractors: np.ndarray, *, index: np.ndarray | None = None,
+                       k: int = 10, tail_far: float = 1e-5, tail_size: int | None = None, precision: str = "auto",
+                       device: str | torch.device = "cpu", chunk_size: int = 16384, histogram: bool = True,
+                       num_unreachable: int = 0, progress: bool = True, desc: str = "distractors") -> DistractorSearch:
+    """One chunked pass over the distractors collecting what identification and verification need.
+
+    Args:
+        probes: (N, D) features (L2-normalised by the caller for cosine scores).
+        distractors: (M_all, D) features (an np.memmap is fine: only one chunk is read at a time).
+        index: optional int array selecting (and ordering) the distractors to use; default all.
+        k: per-probe top-k kept (the CMC's largest rank).
+        tail_far / tail_size: the global impostor tail holds the floor(tail_far * #impostors) + 1 highest scores
+            (exact TAR down to FAR = 1/#impostors, exact ROC up to tail_far), unless tail_size is given.
+        precision: matmul precision of the filter ("auto", "bf16", "fp16", "fp32"); results are exact regardless.
+        chunk_size: distractors scored per matmul (memory ~ N x chunk_size x 6 bytes for bf16).
+        num_unreachable: distractors removed by cleaning; their pairs count as impostors that are never accepted.
+    """
+    device = torch.device(device)
+    precision = resolve_precision(precision, device)
+    probes = np.asarray(probes)
+    if probes.ndim != 2 or distractors.ndim != 2 or probes.shape[1] != distractors.shape[1]:
+        raise ValueError(f"probe features {probes.shape} and distractor features {distractors.shape} must be (N, D) "
+                         f"and (M, D) with the same D")
+    m_total = distractors.shape[0] if index is None else len(index)
+    n = probes.shape[0]
+    num_impostors = n * (m_total + num_unreachable)
+    if tail_size is None:
+        tail_size = allowed_impostors(tail_far, num_impostors) + 1
+    tail_size = max(0, min(tail_size, n * m_total))
+    t0 = time.perf_counter()
+    restore = None
+    if device.type == "cuda" and precision != "fp32":
+        # split-K partial sums rounded to bf16/fp16 would void the error bound
+        restore = torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction, \
+            torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction
+        torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
+        torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
+    try:
+        with torch.no_grad():
+            p = torch.as_tensor(np.ascontiguousarray(probes, dtype=np.float32)).to(device)
+            searcher = _Searcher(p, k, tail_size, precision, device)
+            hist = _Histogram(device) if histogram else None
+            starts = range(0, m_total, chunk_size)
+            if progress:
+                starts = tqdm(starts, desc=f"{desc} ({m_total:,} x {n:,}, {precision})", unit="chunk",
+                              mininterval=1.0)
+            for c0 in starts:
+                c1 = min(c0 + chunk_size, m_total)
+                rows = distractors[c0:c1] if index is None else distractors[np.asarray(index[c0:c1])]
+                g = torch.as_tensor(np.ascontiguousarray(rows, dtype=np.float32)).to(device, non_blocking=True)
+                searcher.add_chunk(g, c0, hist)
+            hist_counts = hist.close() if hist is not None else None
+    finally:
+        if restore is not None:
+            (torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction,
+             torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction) = restore
+    return DistractorSearch(
+        topk_scores=searcher.top_v.cpu().numpy(), topk_index=searcher.top_i.cpu().numpy(),
+        tail_scores=searcher.tail_v.cpu().numpy(), tail_probe=searcher.tail_p.cpu().numpy(),
+        tail_distractor=searcher.tail_d.cpu().numpy(), hist_counts=hist_counts, num_probes=n,
+        num_distractors=m_total, num_unreachable=num_unreachable, precision=precision,
+        seconds=time.perf_counter() - t0, rescored=searcher.rescored, widened=searcher.widened)
+
+
+def allowed_impostors(far: float, num_impostors: int) -> int:
+    """floor(far * num_impostors), forgiving the float error of a FAR written as 1/N or 1e-6 (relative 1e-9)."""
+    return int(math.floor(float(far) * num_impostors * (1 + 1e-9)))

@@ -1,0 +1,51 @@
+"""Where a run's numbers go besides train.log and history.jsonl: live dashboards, one file per kind (visdom).
+
+A sink takes `scalar(tag, step, value, title)` and `close()`; it must never slow training or fail it (each one
+buffers and gives up with one warning). `build_sinks(cfg, name, warn)` makes those the config switches on.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Protocol
+
+__all__ = ["MetricSink", "Sinks", "build_sinks"]
+
+
+class MetricSink(Protocol):
+    def scalar(self, tag: str, step: int, value: float, title: str | None = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Sinks:
+    """Every configured sink at once; non-finite values are not sent (a plot cannot show them)."""
+
+    def __init__(self, sinks: list[MetricSink]):
+        self.sinks = sinks
+
+    def __bool__(self) -> bool:
+        return bool(self.sinks)
+
+    def scalar(self, tag: str, step: int, value: float, title: str | None = None) -> None:
+        if math.isfinite(value):
+            for sink in self.sinks:
+                sink.scalar(tag, step, value, title)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+
+
+def _visdom(cfg, name: str, warn: Callable[[str], None]) -> MetricSink:
+    from .visdom import VisdomLogger  # deferred: visdom (and requests) only when the run plots live
+
+    return VisdomLogger(cfg.visdom_server, cfg.visdom_port, name.replace("-", "_"), cfg.visdom_timeout, warn=warn)
+
+
+# config switch -> constructor(cfg, run name, warn)
+_SINKS: dict[str, Callable] = {"use_visdom": _visdom}
+
+
+def build_sinks(cfg, name: str, warn: Callable[[str], None]) -> Sinks:
+    """The sinks `cfg` switches on, each labelling the run `name` (visdom: the environment)."""
+    return Sinks([make(cfg, name, warn) for switch, make in _SINKS.items() if getattr(cfg, switch)])
