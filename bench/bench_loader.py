@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from Datasets.folder import write_list_file  # noqa: E402
 from Datasets.recordio import IRHeader, RecordIOWriter, pack_record  # noqa: E402
 from Datasets.synthetic_faces import make_identity, render_face_jpeg  # noqa: E402
-from Datasets.train import FolderTrainDataset, RecordIOTrainDataset  # noqa: E402
+from Datasets.train_sets import FolderTrainDataset, RecordIOTrainDataset  # noqa: E402
 
 
 def make_data(root: Path, n: int, per_id: int = 20) -> None:
