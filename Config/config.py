@@ -43,6 +43,8 @@ class Config:
     write_nothing: bool = setting(False, "train and evaluate but write nothing to disk: no run directory, log file "
                                          "or checkpoint (the original project's para_adj_mode, still accepted)")
     resume: str = setting("", 'checkpoint file or run directory to continue from ("" = fresh run)')
+    trust_checkpoint: bool = setting(False, 'resume from a checkpoint that needs full unpickling (it can run code it '
+                                            'holds: only files you trust); ours load with weights_only')
     device: str = setting("auto", '"auto" (cuda if available else cpu), "cpu", "cuda", "cuda:1"')
     log_every: int = setting(20, 'iterations between log-file lines and visdom points')
 

@@ -22,7 +22,8 @@ import torch
 from ..checkpoint import load_backbone
 from ..device import autocast_dtype, resolve_device
 
-__all__ = ["CLIError", "EvalParser", "parse_input_size", "parse_list", "add_model_flags", "check_counts",
+__all__ = ["CLIError", "EvalParser", "parse_input_size", "parse_list", "add_model_flags", "add_trust_flag",
+           "parse_bool", "check_counts",
            "LoadedModel", "check_checkpoint", "load_model", "run_cli"]
 
 
@@ -73,6 +74,22 @@ def add_model_flags(group, checkpoint_required: bool = True,
     group.add_argument("--num_workers", type=int, default=2, help="DataLoader worker processes for image decoding")
     group.add_argument("--input_size", default="", help="override the checkpoint's input size: H,W (e.g. 112,96)")
     group.add_argument("--color_order", default="", choices=["", "RGB", "BGR"], help="override the checkpoint's")
+    add_trust_flag(group)
+
+
+def parse_bool(text: str) -> bool:
+    """'true'/'false' (1/0, yes/no, on/off) as argparse type."""
+    if text.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def add_trust_flag(group) -> None:
+    """--trust_checkpoint[=true]: load a checkpoint that pickles more than tensors and plain types (runs its code)."""
+    group.add_argument("--trust_checkpoint", type=parse_bool, nargs="?", const=True, default=False,
+                       help="load a checkpoint that needs full unpickling (it can run code: only files you trust)")
 
 
 def check_counts(args, at_least_one: tuple[str, ...] = ("batch_size",)) -> None:
@@ -115,7 +132,7 @@ def load_model(args) -> LoadedModel:
     check_checkpoint(args)
     device = resolve_device(args.device)
     amp_dtype = autocast_dtype(args.amp, device, key="--amp")
-    model, meta = load_backbone(args.checkpoint, device)
+    model, meta = load_backbone(args.checkpoint, device, trust=args.trust_checkpoint)
     hw = parse_input_size(args.input_size) if args.input_size else [int(v) for v in meta["input_size"]]
     color = args.color_order or meta.get("color_order", "RGB")
     return LoadedModel(model, meta, hw, color, device, amp_dtype, args.amp)

@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from ..checkpoint import load_backbone
+from ..evaluation.cli import add_trust_flag
 
 __all__ = ["export_onnx", "onnx_parity", "main"]
 
@@ -81,9 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     p.add_argument("--atol", type=float, default=1e-3,
                    help="largest allowed |ONNX - PyTorch| on the raw embedding (float32 kernels differ ~1e-5)")
+    add_trust_flag(p)
     args = p.parse_args(argv)
     try:
-        model, meta = load_backbone(args.checkpoint, "cpu")
+        model, meta = load_backbone(args.checkpoint, "cpu", trust=args.trust_checkpoint)
         hw = tuple(meta["input_size"])
         export_onnx(model, hw, args.out, meta={k: meta[k] for k in ("backbone", "embedding_size", "input_size",
                                                                     "color_order", "normalization")}, opset=args.opset)

@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import torch
 
-from ..checkpoint import save_checkpoint
+from ..checkpoint import read_torch_file, save_checkpoint
 from ..evaluation.verify import verify
 from .build import Components
 from .curves import plot_training_curves
@@ -259,8 +258,8 @@ class RunPolicy:
         return summary
 
 
-def load_sidecar(run_dir: Path, rank: int) -> dict | None:
+def load_sidecar(run_dir: Path, rank: int, trust: bool = False) -> dict | None:
     path = run_dir / f"last.rank{rank}.pt"
     if not path.is_file():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return read_torch_file(path, trust)

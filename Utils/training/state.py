@@ -54,7 +54,13 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG as tensors and plain types (a weights_only load reads it): numpy's MT19937 key as an int64 tensor
+    (torch.uint32 has few kernels; int64 holds every uint32), its counters as ints."""
+    kind, key, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(),
+             "numpy": {"kind": str(kind), "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -62,7 +68,11 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    saved = state["numpy"]
+    if isinstance(saved, dict):
+        saved = (saved["kind"], saved["key"].numpy().astype(np.uint32), saved["pos"], saved["has_gauss"],
+                 saved["cached_gaussian"])
+    np.random.set_state(saved)  # a tuple: a checkpoint written before the tensor form
     torch.set_rng_state(state["torch"].cpu() if hasattr(state["torch"], "cpu") else state["torch"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         cuda = state["cuda"]
@@ -72,7 +82,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 # Settings that may differ between a run and its resumption without changing what is trained.
 _RESUME_FREE_KEYS = {"resume", "max_iterations", "run_name", "output_dir", "use_visdom", "visdom_server",
-                     "visdom_port", "visdom_timeout", "num_workers", "log_every", "eval_every", "save_every",
+                     "visdom_port", "visdom_timeout", "trust_checkpoint", "num_workers", "log_every", "eval_every", "save_every",
                      "val_sets", "eval_batch_size", "device", "write_nothing", "max_bad_steps", "data_root",
                      "train_root", "train_list"}
 

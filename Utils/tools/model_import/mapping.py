@@ -15,7 +15,7 @@ from Backbones import get_backbone
 from Backbones.iresnet import IRESNET_DEPTHS
 from Config import Config
 
-from ...checkpoint import backbone_meta
+from ...checkpoint import backbone_meta, read_torch_file
 from .layouts import MapContext, SourceFormat, get_source, source_items
 
 __all__ = ["OUR_MEAN", "OUR_STD", "ImportMismatchError", "ImportReport", "read_foreign_weights", "map_state_dict",
@@ -81,13 +81,8 @@ def read_foreign_weights(path: str | Path, trust_pickle: bool = False) -> dict[s
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights not found: {path}")
-    try:
-        # weights_only refuses pickled code; a foreign file is untrusted unless the user says otherwise
-        obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
-    except Exception as exc:
-        advice = "" if trust_pickle else " (if it pickles objects besides tensors and you trust it: --trust_pickle)"
-        raise ValueError(f"{path}: cannot be read as a PyTorch checkpoint: {type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''}{advice}") from None
+    # weights_only refuses pickled code; a foreign file is untrusted unless the user says otherwise
+    obj = read_torch_file(path, trust=trust_pickle, flag="--trust_pickle")
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
     state = obj
