@@ -12,6 +12,7 @@ from .distributed import DistContext, broadcast_object
 from .log import RunLogger
 from .loop import RunResult, run
 from .policy import RunPolicy, load_sidecar
+from .preflight import preflight
 from .run_dir import make_run_dir, run_dir_of_checkpoint, save_config
 from .sinks import build_sinks
 from .state import TrainState, config_differences, restore_checkpoint
@@ -43,6 +44,7 @@ def setup(cfg, dataset=None, val_sets: list | None = None, verify_fn: Callable |
           ctx: DistContext | None = None) -> Session:
     """Build the run for `cfg`. `dataset`, `val_sets` (loaded sets) and `verify_fn` replace what the config names
     (tests and notebooks inject their own); `ctx` replaces the torchrun environment."""
+    preflight(cfg, train=dataset is None, val=val_sets is None)  # before the data is built or generated
     comp = build_components(cfg, dataset, ctx)
     ctx = comp.ctx
     run_dir = None
