@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable
 
 from .config import ALIASES, VALUE_ALIASES, Config
 from .presets import PRESETS
+from .ranges import check_ranges
 
 __all__ = ["ConfigError", "parse_config", "apply_overrides", "load_override_file", "validate", "help_text"]
 
@@ -150,36 +151,14 @@ def load_override_file(path: str) -> dict[str, Any]:
 
 
 def validate(cfg: Config) -> Config:
-    """Check values against their choices and ranges; raise ConfigError naming the key."""
+    """Check values against their choices and ranges (Config/ranges.py); raise ConfigError naming the key and the
+    valid range."""
     for key, choices in CHOICES.items():
         value = getattr(cfg, key)
         options = list(choices())
         if value not in options:
             raise ConfigError(f"{key}: '{value}' is not one of: {', '.join(options)}{_closest(value, options)}")
-    positive = ["epochs", "batch_size", "grad_accum_steps", "eval_batch_size", "log_every", "subcenters",
-                "sphereface_m", "max_bad_steps"]
-    for key in positive:
-        if getattr(cfg, key) < 1:
-            raise ConfigError(f"{key}: must be >= 1, got {getattr(cfg, key)}")
-    for key in ["lr", "scale"]:
-        if getattr(cfg, key) <= 0:
-            raise ConfigError(f"{key}: must be > 0, got {getattr(cfg, key)}")
-    for key in ["num_workers", "embedding_size", "eval_every", "save_every", "grad_clip", "warmup_epochs",
-                "weight_decay", "dropout", "max_iterations"]:
-        if getattr(cfg, key) < 0:
-            raise ConfigError(f"{key}: must be >= 0, got {getattr(cfg, key)}")
-    if len(cfg.input_size) != 2 or min(cfg.input_size) < 32:
-        raise ConfigError(f"input_size: expected [height, width] of at least 32 each, got {cfg.input_size}")
-    if len(cfg.combined_margins) != 3:
-        raise ConfigError(f"combined_margins: expected [m1, m2, m3], got {cfg.combined_margins}")
-    if len(cfg.sphereface_lambda) != 4:
-        raise ConfigError(f"sphereface_lambda: expected [base, min, gamma, power], got {cfg.sphereface_lambda}")
-    if not 0.0 < cfg.partial_fc_sample_rate <= 1.0:
-        raise ConfigError(f"partial_fc_sample_rate: must be in (0, 1], got {cfg.partial_fc_sample_rate}")
-    if not 0.0 <= cfg.synthetic_difficulty <= 1.0:
-        raise ConfigError(f"synthetic_difficulty: must be in [0, 1], got {cfg.synthetic_difficulty}")
-    if sorted(cfg.milestones) != list(cfg.milestones):
-        raise ConfigError(f"milestones: must be increasing, got {cfg.milestones}")
+    check_ranges(cfg, ConfigError)  # every field against its rule in Config/ranges.py
     return cfg
 
 
