@@ -20,8 +20,10 @@ from Utils.training.distributed import cleanup_distributed
 
 __all__ = ["build_components", "setup", "run", "train", "main", "RunResult", "StopReason"]
 
-# exit status per stop reason: 0 when the run did what was asked, 1 when it had to give up
-EXIT_STATUS = {StopReason.FINISHED: 0, StopReason.MAX_ITERATIONS: 0, StopReason.BAD_STEPS: 1}
+# exit status per stop reason: 0 when the run did what was asked, 1 when it had to give up, 3 when a signal
+# (SIGTERM: pre-emption) stopped it with a resumable checkpoint, so a job script can requeue it with --resume
+EXIT_STATUS = {StopReason.FINISHED: 0, StopReason.MAX_ITERATIONS: 0, StopReason.BAD_STEPS: 1,
+               StopReason.INTERRUPTED: 3}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,7 @@ from ..device import autocast_dtype
 from .distributed import DistContext, convert_sync_bn, setup_distributed, wrap_backbone, wrap_module
 from .optim import build_optimizer, build_scheduler
 from .sampler import ResumableSampler
+from .signals import ignore_in_worker
 from .state import seed_everything
 
 __all__ = ["FaceModel", "Components", "build_components"]
@@ -73,6 +74,7 @@ class Components:
 def _seed_worker(worker_id: int) -> None:
     # DataLoader seeds python's and torch's RNG per worker but not numpy's: every worker would draw the same numbers
     np.random.seed(torch.initial_seed() % (2 ** 32))
+    ignore_in_worker()  # a stop signal is the main process's to honour (Utils/training/signals.py)
 
 
 def _maybe_compile(backbone: nn.Module, device: torch.device) -> nn.Module:

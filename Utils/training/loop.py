@@ -4,7 +4,8 @@
         evaluate the untrained network (eval_at_start)
         for each epoch:  for each step:  train_step -> counters -> log / eval / save on their cadence -> stop?
                          at the epoch end: evaluate (eval_every = 0, or the last epoch) and save last.pt
-        on a stop: save a resumable last.pt and say how to continue; then the summary and the curves
+        on a stop (max_iterations, non-finite losses, SIGTERM/SIGINT between steps): save a resumable last.pt and
+        say how to continue; then the summary and the curves
 
 This file owns every counter of `TrainState` that moves with the steps and every cadence decision; what logging,
 evaluating and saving *do* is the session's policy (Utils/training/policy.py), called from here.
@@ -25,6 +26,7 @@ from tqdm import tqdm
 
 from ..device import autocast
 from .build import Components
+from .signals import StopSignals
 from .state import TrainState
 
 __all__ = ["StopReason", "StepResult", "RunResult", "forward_loss", "train_step", "run"]
@@ -35,6 +37,7 @@ class StopReason(Enum):
     FINISHED = "finished"  # every epoch done
     MAX_ITERATIONS = "stopped (max_iterations)"
     BAD_STEPS = "stopped (non-finite losses)"
+    INTERRUPTED = "interrupted (signal; resumable)"  # SIGTERM / SIGINT: the step finished, last.pt saved
 
 
 @dataclass
@@ -164,7 +167,7 @@ def _after_step(session, state: TrainState) -> StopReason | None:
     return None
 
 
-def _run_epoch(session, state: TrainState, bar) -> StopReason | None:
+def _run_epoch(session, state: TrainState, bar, signals: StopSignals) -> StopReason | None:
     """The rest of `state.epoch`; a StopReason when the run must end inside it."""
     comp, cfg = session.comp, session.cfg
     accum = cfg.grad_accum_steps
@@ -180,6 +183,8 @@ def _run_epoch(session, state: TrainState, bar) -> StopReason | None:
         stop = _after_step(session, state)
         if stop is not None:
             return stop
+        if signals.requested(comp.ctx):  # checked between steps: a checkpoint taken here resumes exactly
+            return StopReason.INTERRUPTED
     return None
 
 
@@ -193,7 +198,7 @@ def _epoch_end(session, state: TrainState) -> None:
     policy.save_last(state)
 
 
-def _on_stop(session, state: TrainState, stop: StopReason) -> None:
+def _on_stop(session, state: TrainState, stop: StopReason, signal_name: str = "") -> None:
     """A run stopped early keeps a resumable checkpoint and says how to go on."""
     cfg, policy = session.cfg, session.policy
     policy.flush(state)
@@ -203,6 +208,9 @@ def _on_stop(session, state: TrainState, stop: StopReason) -> None:
         policy.logger.info(f"error: {cfg.max_bad_steps} non-finite losses in a row at iteration {state.iteration} "
                            f"(lr {session.comp.optimizer.param_groups[0]['lr']:.3e}){saved}. Lower --lr, set "
                            f"--grad_clip, or use bfloat16 instead of float16; then --resume")
+    elif stop is StopReason.INTERRUPTED:
+        policy.logger.info(f"{signal_name or 'signal'} received: stopped after iteration {state.iteration}{saved}"
+                           + (f"; continue with --resume={path}" if path else " (write_nothing: nothing saved)"))
     else:
         policy.logger.info(f"stopped at max_iterations={cfg.max_iterations}{saved}"
                            + (f"; continue with --resume={path}" if path else ""))
@@ -213,7 +221,7 @@ def run(session) -> RunResult:
     comp, cfg, state, policy = session.comp, session.cfg, session.state, session.policy
     policy.logger.info(policy.describe())
     stop = None
-    with tqdm(total=comp.total_iters, initial=state.iteration, disable=not comp.ctx.is_main, dynamic_ncols=True,
+    with StopSignals() as signals, tqdm(total=comp.total_iters, initial=state.iteration, disable=not comp.ctx.is_main, dynamic_ncols=True,
               unit="it", desc="train") as bar:
         policy.bar = bar
         if cfg.eval_at_start and state.iteration == 0:
@@ -221,15 +229,15 @@ def run(session) -> RunResult:
         policy.start_clock()
         while state.epoch < cfg.epochs:
             bar.set_description(f"epoch {state.epoch + 1}/{cfg.epochs}")
-            stop = _run_epoch(session, state, bar)
+            stop = _run_epoch(session, state, bar, signals)
             if stop is not None:
                 break
             state.epoch += 1
             state.epoch_iteration = 0
             _epoch_end(session, state)
         policy.bar = None
-    if stop is not None:
-        _on_stop(session, state, stop)
+        if stop is not None:  # still inside StopSignals: a signal during the save must not cut it short
+            _on_stop(session, state, stop, signals.name)
     stop = stop or StopReason.FINISHED
     summary = policy.finish(state, stop.value)
     return RunResult(state, comp, policy.run_dir, stop, summary, policy.history)
