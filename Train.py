@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 
 from Config import ConfigError, help_text, parse_config
+from Utils.checkpoint import CheckpointWriteError
 from Utils.training import RunResult, StopReason, build_components, run, setup, train
 from Utils.training.distributed import cleanup_distributed
 
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = run(session)
+    except CheckpointWriteError as exc:  # disk full while saving: the previous checkpoint is still there
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         run_dir = session.policy.run_dir
         print(f"\ninterrupted; the last checkpoint is in {run_dir}" if run_dir else "\ninterrupted", file=sys.stderr)

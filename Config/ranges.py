@@ -97,8 +97,8 @@ RULES: dict[str, Rule] = {
     "train_list": anything("a path or empty (checked by preflight)"),
     "data_root": non_empty("folder path"),
     "synthetic_identities": at_least(2),  # mismatched pairs need two identities
-    "synthetic_images_per_identity": at_least(2),  # matched pairs need two images
-    "synthetic_val_pairs": at_least(10),  # 10 folds
+    "synthetic_images_per_identity": at_least(1),  # as Datasets/synthetic.py's generator needs
+    "synthetic_val_pairs": at_least(20),  # 10 folds of matched and mismatched pairs
     "synthetic_difficulty": interval(0.0, 1.0),
     "synthetic_seed": at_least(0),
     "synthetic_probe_identities": at_least(0),

@@ -84,8 +84,10 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise CheckpointWriteError(exc.errno, f"cannot write checkpoint {path}: {exc.strerror or exc}; the previous "
-                                              f"one is unchanged") from None
+        error = CheckpointWriteError(f"cannot write checkpoint {path}: {exc.strerror or exc}; the previous one is "
+                                     f"unchanged")
+        error.errno = exc.errno  # ENOSPC: disk full
+        raise error from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

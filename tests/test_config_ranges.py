@@ -40,7 +40,7 @@ REFUSED = [
     (["--momentum=1"], "momentum: must be in [0, 1), got 1.0"),
     (["--dropout=1"], "dropout: must be in [0, 1)"),
     (["--synthetic_difficulty=1.5"], "synthetic_difficulty: must be in [0, 1]"),
-    (["--synthetic_val_pairs=5"], "synthetic_val_pairs: must be >= 10"),
+    (["--synthetic_val_pairs=5"], "synthetic_val_pairs: must be >= 20"),
     (["--visdom_port=70000"], "visdom_port: must be in [1, 65535]"),
     (["--visdom_timeout=0"], "visdom_timeout: must be > 0"),
     (["--num_workers=-1"], "num_workers: must be >= 0"),

@@ -110,3 +110,43 @@ def test_process_killed_during_save_leaves_previous_checkpoint(tmp_path):
     assert proc.returncode == -9 and "writing" in proc.stdout
     state = load_checkpoint(path)
     assert state["iteration"] == 1 and torch.equal(state["backbone"]["w"], torch.ones(3))
+
+
+def test_disk_full_while_saving_keeps_previous_checkpoint_and_stops_with_one_line(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import Utils.checkpoint as checkpoint
+
+    real_save, calls = torch.save, []
+
+    def save_until_disk_full(obj, f, *a, **kw):
+        calls.append(1)
+        if len(calls) >= 2:  # the second checkpoint finds the disk full, after half of it is written
+            f.write(b"\0" * 1000)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *a, **kw)
+
+    monkeypatch.setattr(checkpoint.torch, "save", save_until_disk_full)
+    args = ["--synthetic_identities=4", "--synthetic_images_per_identity=4", "--synthetic_val_pairs=20",
+            "--synthetic_probe_identities=0", "--synthetic_distractors=0", "--input_size=[32,32]", "--num_workers=0",
+            "--compile=false", "--use_amp=false", "--channels_last=false", "--epochs=1", "--batch_size=4",
+            "--val_sets=[]", "--eval_at_start=false", "--save_every=1", "--embedding_size=16",
+            f"--data_root={tmp_path / 'data'}", f"--output_dir={tmp_path / 'runs'}", "--run_name=full"]
+    last = tmp_path / "runs" / "full" / "last.pt"
+    snapshots = []
+    real_replace = checkpoint.os.replace
+
+    def replace_and_keep_bytes(src, dst):
+        real_replace(src, dst)
+        if Path(dst) == last:  # (the synthetic generator renames files too)
+            snapshots.append(Path(dst).read_bytes())
+
+    monkeypatch.setattr(checkpoint.os, "replace", replace_and_keep_bytes)
+    capsys.readouterr()
+    assert Train.main(args) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err  # (the rest of stderr is tqdm's progress bars)
+    assert [line for line in err.splitlines() if "error" in line] == [f"error: cannot write checkpoint {last}: No space left on device; the previous one is unchanged"]
+    assert len(snapshots) == 1 and last.read_bytes() == snapshots[0]  # bit for bit the first checkpoint
+    assert torch.load(last, weights_only=True)["iteration"] == 1
+    assert not [p.name for p in last.parent.iterdir() if p.name.endswith(".tmp")]
