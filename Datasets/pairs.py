@@ -21,8 +21,8 @@ import numpy as np
 
 from .errors import DataFormatError
 
-__all__ = ["PairList", "read_lfw_pairs", "read_path_pairs", "read_cfp_protocol", "read_pairs", "is_cfp_protocol",
-           "write_lfw_pairs", "write_path_pairs"]
+__all__ = ["PairList", "contiguous_folds", "read_lfw_pairs", "read_path_pairs", "read_cfp_protocol", "read_pairs",
+           "is_cfp_protocol", "write_lfw_pairs", "write_path_pairs"]
 
 
 @dataclass
@@ -48,8 +48,12 @@ def _read_lines(path: str) -> list[str]:
         raise DataFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
-def _contiguous_folds(n: int, k: int = 10) -> np.ndarray:
-    return (np.arange(n, dtype=np.int64) * k) // max(n, 1)
+def contiguous_folds(n: int, k: int = 10) -> np.ndarray:
+    """Fold id per pair in k contiguous blocks sized as sklearn's KFold(n_splits=k) (insightface's split): the
+    first n % k folds hold one pair more. (k * i) // n, used before, puts the larger folds elsewhere when n % k."""
+    sizes = np.full(k, n // k, dtype=np.int64)
+    sizes[: n % k] += 1
+    return np.repeat(np.arange(k, dtype=np.int64), sizes)
 
 
 def _header_ints(line: str) -> list[int] | None:
@@ -98,7 +102,7 @@ def read_lfw_pairs(path: str | os.PathLike, ext: str = "jpg") -> PairList:
     if len(header) == 2:
         folds = np.arange(len(body), dtype=np.int64) // (2 * header[1])
     else:
-        folds = _contiguous_folds(len(body))
+        folds = contiguous_folds(len(body))
     return PairList(left, right, np.array(same, dtype=np.bool_), folds, lines=where)
 
 
@@ -141,7 +145,7 @@ def read_path_pairs(path: str | os.PathLike) -> PairList:
         _, folds = np.unique(np.asarray(fold_col, dtype=np.int64), return_inverse=True)
         folds = folds.astype(np.int64)
     else:
-        folds = _contiguous_folds(len(left))
+        folds = contiguous_folds(len(left))
     return PairList(left, right, np.array(same, dtype=np.bool_), folds, lines=where)
 
 

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from .binfile import load_bin
 from .errors import DataPathError
 from .images import ImageList
-from .pairs import PairList, is_cfp_protocol, read_lfw_pairs, read_pairs
+from .pairs import PairList, contiguous_folds, is_cfp_protocol, read_lfw_pairs, read_pairs
 from .synthetic import ensure_synthetic
 
 __all__ = ["VerificationSet", "load_verification_set"]
@@ -79,7 +79,7 @@ def load_verification_set(spec: str, cfg) -> VerificationSet:
     if "::" not in spec and Path(pairs_file).suffix.lower() == ".bin":
         bins, issame = load_bin(pairs_file)
         return VerificationSet(Path(pairs_file).stem, ImageList(bins, hw, order, source=pairs_file), issame,
-                               (np.arange(len(issame), dtype=np.int64) * 10) // len(issame))
+                               contiguous_folds(len(issame)))
     if image_root and not os.path.isdir(image_root):
         raise DataPathError(f"val_sets: image root {image_root} is not a directory")
     pairs = read_pairs(pairs_file)

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from Datasets.binfile import load_bin, save_bin
 from Datasets.errors import DataFormatError, DataPathError
-from Datasets.pairs import read_pairs, write_path_pairs
+from Datasets.pairs import contiguous_folds, read_pairs, write_path_pairs
 
 __all__ = ["bin_to_folder", "folder_to_bin", "main"]
 
@@ -43,7 +43,7 @@ def bin_to_folder(bin_path: str | os.PathLike, out_dir: str | os.PathLike, folds
         name = f"{i + 1:05d}.{_ext(data)}"
         (out / name).write_bytes(data)
         names.append(name)
-    fold_ids = [(k * 10) // len(issame) for k in range(len(issame))] if folds else None
+    fold_ids = contiguous_folds(len(issame)).tolist() if folds else None
     pairs = out / "pairs.txt"
     write_path_pairs(pairs, names[0::2], names[1::2], issame, fold_ids)
     return pairs, len(issame)
