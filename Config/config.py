@@ -136,6 +136,9 @@ class Config:
     visdom_server: str = setting("http://127.0.0.1", 'visdom server address')
     visdom_port: int = setting(8097, 'visdom server port')
     visdom_timeout: float = setting(2.0, 'seconds a visdom call may take before plotting is given up for the run')
+    use_tensorboard: bool = setting(False, 'also write the curves (loss, accuracy, lr, images/s, each val set) as '
+                                           'TensorBoard events', section="tensorboard")
+    tensorboard_dir: str = setting("", 'folder of the TensorBoard event files ("" -> the run directory)')
 
     # derived values (properties, not settings)
     @property

@@ -136,7 +136,7 @@ class RunPolicy:
         if self.bar is not None:
             self.bar.set_postfix_str(f"loss {mean_loss:.3f} acc {accuracy:.1%} lr {lr:.2e} {ips:.0f} img/s "
                                      f"run eta {format_duration(eta)}", refresh=False)
-        for tag, value in (("loss", mean_loss), ("train_accuracy", accuracy), ("lr", lr)):
+        for tag, value in (("loss", mean_loss), ("train_accuracy", accuracy), ("lr", lr), ("images_per_s", ips)):
             self.sinks.scalar(tag, state.iteration, value)
 
     def _epoch(self, state: TrainState) -> float:

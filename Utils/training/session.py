@@ -69,7 +69,7 @@ def setup(cfg, dataset=None, val_sets: list | None = None, verify_fn: Callable |
     sinks = None
     if ctx.is_main:
         name = run_dir.name if run_dir else f"{cfg.backbone}_{cfg.head}_write_nothing"
-        sinks = build_sinks(cfg, name, logger.warn)
+        sinks = build_sinks(cfg, name, logger.warn, run_dir, state.iteration)
     policy = RunPolicy(comp, state, run_dir, logger, val_sets, verify_fn, sinks)
     return Session(comp, state, policy)
 

@@ -75,6 +75,7 @@ _RESUME_FREE_KEYS = {"resume", "max_iterations", "run_name", "output_dir", "use_
                      "visdom_port", "visdom_timeout", "num_workers", "log_every", "eval_every", "save_every",
                      "val_sets", "eval_batch_size", "device", "write_nothing", "max_bad_steps", "data_root",
                      "train_root", "train_list"}
+_RESUME_FREE_KEYS |= {"use_tensorboard", "tensorboard_dir"}  # where the curves also go
 
 
 def head_state(comp) -> dict:
