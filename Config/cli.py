@@ -178,6 +178,16 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"partial_fc_sample_rate: must be in (0, 1], got {cfg.partial_fc_sample_rate}")
     if not 0.0 <= cfg.synthetic_difficulty <= 1.0:
         raise ConfigError(f"synthetic_difficulty: must be in [0, 1], got {cfg.synthetic_difficulty}")
+    if cfg.train_sets:
+        formats = _train_formats()
+        for entry in cfg.train_sets:
+            fmt, sep, root = entry.partition(":")
+            if not sep or fmt not in formats:
+                raise ConfigError(f"train_sets: '{entry}' is not 'format:root' with a format among "
+                                  f"{', '.join(formats)}{_closest(fmt, formats)}")
+        if cfg.train_root:
+            raise ConfigError("train_root: set together with train_sets, which replaces it; list every set in "
+                              "train_sets")
     if sorted(cfg.milestones) != list(cfg.milestones):
         raise ConfigError(f"milestones: must be increasing, got {cfg.milestones}")
     return cfg

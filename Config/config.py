@@ -51,6 +51,10 @@ class Config:
     train_root: str = setting("", 'image folder root, or the folder holding train.rec + train.idx')
     train_list: str = setting("", 'folder format: list file of "relative/path label" lines ("" -> '
                                   '<train_root>/train_list.txt)')
+    train_sets: list[str] = setting([], 'several training sets in one run, each "format:root" (folder: '
+                                         '"folder:root::list_file"), e.g. "rec:/data/ms1m,folder:/data/casia"; labels '
+                                         'of each set follow the previous sets\' classes; replaces '
+                                         'train_format/train_root')
     data_root: str = setting("./data", 'where the embedded synthetic set is generated and cached')
     synthetic_identities: int = setting(300, 'identities in the synthetic training set')
     synthetic_images_per_identity: int = setting(20, 'images per synthetic training identity')

@@ -9,7 +9,7 @@ from typing import Callable
 from ..checkpoint import load_checkpoint
 from .build import Components, build_components
 from .distributed import DistContext, broadcast_object
-from .log import RunLogger
+from .log import RunLogger, format_table
 from .loop import RunResult, run
 from .policy import RunPolicy, load_sidecar
 from .run_dir import make_run_dir, run_dir_of_checkpoint, save_config
@@ -39,6 +39,14 @@ def _load_val_sets(cfg, ctx: DistContext) -> list:
     return [load_verification_set(spec, cfg) for spec in cfg.val_sets]
 
 
+def _log_training_data(dataset, logger: RunLogger) -> None:
+    """Per-set images and classes when the run trains on several sets; what the readers noted (a float32 header)."""
+    if hasattr(dataset, "summary_rows"):
+        logger.info(format_table(dataset.summary_rows(), "training sets"))
+    for note in getattr(dataset, "notes", []):
+        logger.info(note)
+
+
 def setup(cfg, dataset=None, val_sets: list | None = None, verify_fn: Callable | None = None,
           ctx: DistContext | None = None) -> Session:
     """Build the run for `cfg`. `dataset`, `val_sets` (loaded sets) and `verify_fn` replace what the config names
@@ -52,6 +60,7 @@ def setup(cfg, dataset=None, val_sets: list | None = None, verify_fn: Callable |
         run_dir = Path(broadcast_object(str(run_dir) if run_dir else "", ctx) or ".")
     logger = RunLogger(run_dir / "train.log" if run_dir else None, enabled=ctx.is_main)
     state = TrainState()
+    _log_training_data(comp.dataset, logger)
     if cfg.resume:
         ckpt = load_checkpoint(cfg.resume)
         sidecar = load_sidecar(run_dir_of_checkpoint(cfg.resume), ctx.rank) if ctx.rank > 0 else None
