@@ -209,7 +209,7 @@ class RunPolicy:
         if ctx.is_main:
             save_checkpoint(make_checkpoint(self.comp, state), path)
         elif ctx.distributed:
-            save_checkpoint(rank_sidecar(self.comp), path.with_name(f"last.rank{ctx.rank}.pt"))
+            save_checkpoint(rank_sidecar(self.comp, state), path.with_name(f"last.rank{ctx.rank}.pt"))
         barrier(ctx)
         self.start_clock()
         return path
