@@ -185,3 +185,16 @@ def test_is_label_only_tells_records_apart(tmp_path):
               header=[3.0, 4.0])
     r = RecordIOReader(tmp_path / "train.rec")
     assert [r.is_label_only(k) for k in (0, 1, 2, 3)] == [True, False, False, None]
+
+
+def test_read_only_folder_falls_back_to_the_cache_folder_then_to_memory(tmp_path, small_chunks, monkeypatch):
+    write_rec(tmp_path, [(i, i % 3, jpeg_bytes(i, (16, 16))) for i in range(20)])
+    (tmp_path / "a_file").write_text("")  # a folder that cannot be created: beside-the-index is not writable
+    blocked, spare = tmp_path / "a_file" / "x.npy", tmp_path / "cache" / "x.npy"
+    monkeypatch.setattr(rec_index, "_cache_candidates", lambda idx, fp: [blocked, spare])
+    r = RecordIOReader(tmp_path / "train.rec")
+    assert r.index.cache_path == str(spare) and spare.is_file()
+    spare.unlink()
+    monkeypatch.setattr(rec_index, "_cache_candidates", lambda idx, fp: [blocked])
+    r = RecordIOReader(tmp_path / "train.rec")
+    assert r.index.cache_path is None and len(r) == 20 and r.read(3) == RecordIOReader(tmp_path / "train.rec").read(3)
