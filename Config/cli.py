@@ -159,6 +159,16 @@ def validate(cfg: Config) -> Config:
         if value not in options:
             raise ConfigError(f"{key}: '{value}' is not one of: {', '.join(options)}{_closest(value, options)}")
     check_ranges(cfg, ConfigError)  # every field against its rule in Config/ranges.py
+    if cfg.train_sets:
+        formats = _train_formats()
+        for entry in cfg.train_sets:
+            fmt, sep, root = entry.partition(":")
+            if not sep or fmt not in formats:
+                raise ConfigError(f"train_sets: '{entry}' is not 'format:root' with a format among "
+                                  f"{', '.join(formats)}{_closest(fmt, formats)}")
+        if cfg.train_root:
+            raise ConfigError("train_root: set together with train_sets, which replaces it; list every set in "
+                              "train_sets")
     return cfg
 
 

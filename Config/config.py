@@ -53,6 +53,10 @@ class Config:
     train_root: str = setting("", 'image folder root, or the folder holding train.rec + train.idx')
     train_list: str = setting("", 'folder format: list file of "relative/path label" lines ("" -> '
                                   '<train_root>/train_list.txt)')
+    train_sets: list[str] = setting([], 'several training sets in one run, each "format:root" (folder: '
+                                         '"folder:root::list_file"), e.g. "rec:/data/ms1m,folder:/data/casia"; labels '
+                                         'of each set follow the previous sets\' classes; replaces '
+                                         'train_format/train_root')
     data_root: str = setting("./data", 'where the embedded synthetic set is generated and cached')
     synthetic_identities: int = setting(300, 'identities in the synthetic training set')
     synthetic_images_per_identity: int = setting(20, 'images per synthetic training identity')
@@ -138,6 +142,9 @@ class Config:
     visdom_server: str = setting("http://127.0.0.1", 'visdom server address')
     visdom_port: int = setting(8097, 'visdom server port')
     visdom_timeout: float = setting(2.0, 'seconds a visdom call may take before plotting is given up for the run')
+    use_tensorboard: bool = setting(False, 'also write the curves (loss, accuracy, lr, images/s, each val set) as '
+                                           'TensorBoard events', section="tensorboard")
+    tensorboard_dir: str = setting("", 'folder of the TensorBoard event files ("" -> the run directory)')
 
     # derived values (properties, not settings)
     @property

@@ -96,6 +96,7 @@ RULES: dict[str, Rule] = {
     "train_root": anything("a path (checked by preflight for the formats that read it)"),
     "train_list": anything("a path or empty (checked by preflight)"),
     "data_root": non_empty("folder path"),
+    "train_sets": anything("'format:root' entries (formats checked by Config.cli, paths by preflight)"),
     "synthetic_identities": at_least(2),  # mismatched pairs need two identities
     "synthetic_images_per_identity": at_least(1),  # as Datasets/synthetic.py's generator needs
     "synthetic_val_pairs": at_least(20),  # 10 folds of matched and mismatched pairs
@@ -163,6 +164,8 @@ RULES: dict[str, Rule] = {
     "visdom_server": non_empty("address"),
     "visdom_port": interval(1, 65535),
     "visdom_timeout": above(0),
+    "use_tensorboard": BOOL,
+    "tensorboard_dir": anything("a folder path or empty (the run directory)"),
 }
 
 

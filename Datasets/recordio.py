@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataFormatError
+from .rec_index import RecIndex
 
 __all__ = ["RECORDIO_MAGIC", "IRHeader", "RecordIOReader", "RecordIOWriter", "read_idx", "pack_record",
            "unpack_record"]
@@ -65,7 +66,8 @@ def unpack_record(payload: bytes, where: str = "record") -> tuple[IRHeader, byte
 
 
 def read_idx(idx_path: str | os.PathLike, rec_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Parse a `key\\toffset` index file into (keys, offsets) int64 arrays, in file order.
+    """Parse a `key\\toffset` index file into (keys, offsets) int64 arrays, in file order (all in memory; the
+    reader uses Datasets.rec_index, which scales to web-size indexes).
 
     With `rec_size`, offsets that leave no room for a record header in the .rec are reported here.
     """
@@ -122,15 +124,23 @@ class RecordIOReader:
             self.size = os.path.getsize(self.rec_path)
         except OSError as exc:
             raise DataFormatError(f"{self.rec_path}: cannot read record file ({exc.strerror or exc})") from None
-        self.keys, self.offsets = read_idx(self.idx_path, self.size)
-        order = np.argsort(self.keys, kind="stable")
-        self._sorted_keys = self.keys[order]
-        self._sorted_offsets = self.offsets[order]
+        # sorted (key, offset) table, memory-mapped from a parse cache for large indexes (Datasets/rec_index.py)
+        self.index = RecIndex(self.idx_path, self.rec_path, self.size)
         self._fh = None
         self._pid = -1
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.index)
+
+    @property
+    def keys(self) -> np.ndarray:
+        """Indexed keys, sorted, each once."""
+        return self.index.keys
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Offsets of `keys`."""
+        return self.index.offsets
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -159,14 +169,13 @@ class RecordIOReader:
         return self._fh
 
     def has_key(self, key: int) -> bool:
-        i = int(np.searchsorted(self._sorted_keys, key))
-        return i < len(self._sorted_keys) and int(self._sorted_keys[i]) == key
+        return self.index.row_of(key) >= 0
 
     def offset_of(self, key: int) -> int:
-        i = int(np.searchsorted(self._sorted_keys, key))
-        if i >= len(self._sorted_keys) or int(self._sorted_keys[i]) != key:
+        row = self.index.row_of(key)
+        if row < 0:
             raise DataFormatError(f"{self.idx_path}: no record with key {key}")
-        return int(self._sorted_offsets[i])
+        return int(self.index.offsets[row])
 
     def read_at(self, offset: int) -> bytes:
         """The payload of the record starting at byte `offset` (continuation parts joined)."""
@@ -218,6 +227,22 @@ class RecordIOReader:
                     head += fh.read(4 * flag)
                 return unpack_record(head, where)[0]
         return unpack_record(self.read_at(off), where)[0]  # split or damaged record: the full checks
+
+    def is_label_only(self, key: int) -> bool | None:
+        """Whether record `key` holds labels and no image (insightface's header and identity records); None when
+        the key is not indexed. Reads the record's first bytes only."""
+        if not self.has_key(key):
+            return None
+        off = self.offset_of(key)
+        fh = self._file()
+        if off + 8 + _IR_SIZE > self.size:
+            return False
+        fh.seek(off)
+        magic, lrec = struct.unpack("<II", fh.read(8))
+        if magic != RECORDIO_MAGIC or lrec >> 29 != 0:
+            return False  # damaged or split (an image): reading it says what is wrong
+        flag = struct.unpack("<I", fh.read(4))[0]
+        return flag > 0 and (lrec & _LEN_MASK) == _IR_SIZE + 4 * flag
 
     def read(self, key: int) -> bytes:
         """The payload of the record with index key `key`."""

@@ -40,15 +40,17 @@ class CheckpointWriteError(OSError):
 
 
 def read_torch_file(path: str | os.PathLike, trust: bool = False, map_location: str | torch.device = "cpu",
-                    flag: str = "--trust_checkpoint") -> Any:
+                    flag: str = "--trust_checkpoint", mmap: bool = False) -> Any:
     """torch.load with weights_only=True; with `trust` a file that needs full unpickling is loaded anyway.
+
+    `mmap` maps the tensors' storage instead of reading it (a rank re-sharding a large head reads only its rows).
 
     Refused files raise UntrustedFileError (one line naming `path` and `flag`) before any of their objects is built;
     other unreadable files raise ValueError.
     """
     path = Path(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         if not trust:
             # the weights_only unpickler stops at the first global it does not allow: nothing of the file has run
@@ -60,7 +62,7 @@ def read_torch_file(path: str | os.PathLike, trust: bool = False, map_location: 
         raise ValueError(f"{path} cannot be read as a PyTorch file: {type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)  # trusted by the caller's flag
+        return torch.load(path, map_location=map_location, weights_only=False, mmap=mmap)  # trusted by the caller's flag
     except Exception as exc:
         raise ValueError(f"{path} cannot be read as a PyTorch file: {type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else ''}") from None

@@ -33,7 +33,7 @@ def test_missing_val_set_is_reported_before_the_synthetic_set_is_generated(tmp_p
     assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("case", ["train_root", "train_list", "rec_idx", "val_root", "resume", "resume_dir",
+@pytest.mark.parametrize("case", ["train_root", "train_list", "rec_idx", "train_sets", "val_root", "resume", "resume_dir",
                                   "output_dir_is_file", "output_dir_readonly"])
 def test_each_needed_path_is_checked(tmp_path, case):
     good_root = tmp_path / "faces"
@@ -45,6 +45,7 @@ def test_each_needed_path_is_checked(tmp_path, case):
         "train_root": (dict(train_format="folder", train_root=str(tmp_path / "missing")), "train_root", "missing"),
         "train_list": (dict(train_format="folder", train_root=str(good_root)), "train_list", "train_list.txt"),
         "rec_idx": (dict(train_format="rec", train_root=str(good_root)), "train_root", "train.rec"),
+        "train_sets": (dict(train_sets=["synthetic:", f"rec:{good_root}"]), f"train_sets 'rec:{good_root}'", "train.rec"),
         "val_root": (dict(val_sets=[f"{tmp_path / 'pairs.txt'}::{tmp_path / 'imgs'}"]), "val_sets", "imgs"),
         "resume": (dict(resume=str(tmp_path / "run" / "last.pt")), "resume", "last.pt"),
         "resume_dir": (dict(resume=str(good_root)), "resume", "last.pt"),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ from .base import FaceTrainDataset, dataset_kwargs
 from .registry import register_train_format, require_path
 
 __all__ = ["RecordIOTrainDataset"]
+
+_FLOAT32_EXACT = 1 << 24  # every integer below 2^24 is a float32; above, neighbours round to one value
 
 
 class RecordIOTrainDataset(FaceTrainDataset):
@@ -26,34 +29,62 @@ class RecordIOTrainDataset(FaceTrainDataset):
     def __init__(self, root: str | os.PathLike, rec_name: str = "train", **kwargs):
         root = Path(root)
         self.reader = RecordIOReader(root / f"{rec_name}.rec", root / f"{rec_name}.idx")
-        num_classes, self._keys = self._layout(root)
+        self.notes: list[str] = []  # what a person should know about how the set was read (the trainer logs it)
+        # image i is key _key_start + i (header layout) or the i-th indexed key: no per-image array to pickle
+        num_classes, self._key_start, self._n = self._layout(root)
         super().__init__(num_classes, **kwargs)
 
-    def _layout(self, root: Path) -> tuple[int, np.ndarray]:
+    def _note(self, message: str) -> None:
+        self.notes.append(message)
+        warnings.warn(message, stacklevel=3)
+
+    def _layout(self, root: Path) -> tuple[int, int | None, int]:
         r = self.reader
         if r.has_key(0):
             off = r.offset_of(0)
             header, rest = unpack_record(r.read_at(off), f"{r.rec_path}: record 0 (offset {off})")
             if header.flag >= 2 and len(rest) == 0:
-                first, end = int(header.label[0]), int(header.label[1])
+                first = self._exact(header.label[0], "first identity key (images + 1)", off,
+                                    lambda k: r.is_label_only(k - 1) is False and r.is_label_only(k) is True)
+                end = self._exact(header.label[1], "end of the identity keys", off,
+                                  lambda k: r.is_label_only(k - 1) is True and r.is_label_only(k) is not True)
                 n_images = first - 1
                 if n_images < 1 or end < first:
                     raise DataFormatError(f"{r.rec_path}: header record at offset {off} has label [{first}, {end}]; "
                                           f"expected [images + 1, images + 1 + classes]")
-                keys = np.arange(1, first, dtype=np.int64)
-                missing = np.setdiff1d(keys, r.keys)
-                if len(missing):
+                if r.index.count_in(1, first) != n_images:
+                    lo = r.index.count_in(-(1 << 62), 1)  # rows before key 1
+                    keys = np.asarray(r.keys[lo:lo + n_images])
+                    gap = np.flatnonzero(keys != np.arange(1, len(keys) + 1))
+                    missing = int(gap[0]) + 1 if len(gap) else len(keys) + 1
                     raise DataFormatError(f"{r.idx_path}: header record announces images 1..{n_images} but key "
-                                          f"{int(missing[0])} is not indexed")
-                return end - first, keys
-        keys = np.unique(r.keys)
+                                          f"{missing} is not indexed")
+                return end - first, 1, n_images
+        n = len(r)
         prop = root / "property"
         if prop.is_file():
             try:
-                return int(prop.read_text().split(",")[0]), keys
+                return int(prop.read_text().split(",")[0]), None, n
             except ValueError:
                 raise DataFormatError(f"{prop}: expected 'classes,height,width'") from None
-        return self._scan_classes(keys), keys
+        return self._scan_classes(r.keys), None, n
+
+    def _exact(self, value, what: str, off: int, is_boundary) -> int:
+        """A header boundary as an exact key. The header stores it as float32, exact only below 2^24; above, the
+        true key is within one float32 step of the stored value and is where the records change kind."""
+        v = int(value)
+        if abs(v) < _FLOAT32_EXACT:
+            return v
+        step = int(np.spacing(np.float32(v)))
+        hits = [k for k in range(v - step, v + step + 1) if is_boundary(k)]
+        if len(hits) != 1:
+            raise DataFormatError(f"{self.reader.rec_path}: header record at offset {off} gives the {what} as "
+                                  f"float32 {v} (not exact above 2^24) and the records within +-{step} of it do not "
+                                  f"show one boundary ({hits or 'none'})")
+        if hits[0] != v:
+            self._note(f"{self.reader.rec_path}: the header record stores the {what} as float32 {v}, which cannot be "
+                       f"exact above 2^24; the index and the records' flags put it at {hits[0]}")
+        return hits[0]
 
     def _scan_classes(self, keys: np.ndarray) -> int:
         top = -1
@@ -71,13 +102,16 @@ class RecordIOTrainDataset(FaceTrainDataset):
         return int(value)
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return self._n
+
+    def _key(self, index: int) -> int:
+        return self._key_start + index if self._key_start is not None else int(self.reader.keys[index])
 
     def labels(self) -> np.ndarray:
-        return np.array([self._label_of(int(k)) for k in self._keys], dtype=np.int64)
+        return np.array([self._label_of(self._key(i)) for i in range(self._n)], dtype=np.int64)
 
     def _load(self, index: int):
-        key = int(self._keys[index])
+        key = self._key(int(index))
         off = self.reader.offset_of(key)
         name = f"{self.reader.rec_path}: record {key} (offset {off})"
         header, image = unpack_record(self.reader.read_at(off), name)

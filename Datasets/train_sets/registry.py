@@ -27,7 +27,12 @@ def list_train_formats() -> list[str]:
 
 
 def build_train_dataset(cfg) -> FaceTrainDataset:
-    """The training set `cfg.train_format` names, with the config's transforms."""
+    """The training set `cfg.train_format` names, with the config's transforms; with `cfg.train_sets`, the union of
+    the sets it lists (Datasets/train_sets/multi.py)."""
+    if getattr(cfg, "train_sets", None):
+        from .multi import build_train_sets  # deferred: multi imports this module
+
+        return build_train_sets(cfg, build_train_dataset, list_train_formats())
     return _FORMATS.get(cfg.train_format)(cfg)
 
 

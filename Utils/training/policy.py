@@ -135,7 +135,7 @@ class RunPolicy:
         if self.bar is not None:
             self.bar.set_postfix_str(f"loss {mean_loss:.3f} acc {accuracy:.1%} lr {lr:.2e} {ips:.0f} img/s "
                                      f"run eta {format_duration(eta)}", refresh=False)
-        for tag, value in (("loss", mean_loss), ("train_accuracy", accuracy), ("lr", lr)):
+        for tag, value in (("loss", mean_loss), ("train_accuracy", accuracy), ("lr", lr), ("images_per_s", ips)):
             self.sinks.scalar(tag, state.iteration, value)
 
     def _epoch(self, state: TrainState) -> float:
@@ -208,7 +208,7 @@ class RunPolicy:
         if ctx.is_main:
             save_checkpoint(make_checkpoint(self.comp, state), path)
         elif ctx.distributed:
-            save_checkpoint(rank_sidecar(self.comp), path.with_name(f"last.rank{ctx.rank}.pt"))
+            save_checkpoint(rank_sidecar(self.comp, state), path.with_name(f"last.rank{ctx.rank}.pt"))
         barrier(ctx)
         self.start_clock()
         return path

@@ -3,11 +3,14 @@ building the networks): a typo in the last --val_sets entry must not cost the mi
 data first. Each problem is a one-line DataPathError naming the config key and the path."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Callable
 
 from Datasets.errors import DataPathError
+from Datasets import list_train_formats
+from Datasets.train_sets.multi import parse_train_set
 
 from .run_dir import run_dir_of_checkpoint
 
@@ -49,6 +52,21 @@ def _rec_paths(cfg) -> None:
 TRAIN_PATH_CHECKS: dict[str, Callable] = {"folder": _folder_paths, "rec": _rec_paths}
 
 
+def _train_paths(cfg) -> None:
+    if not cfg.train_sets:
+        if cfg.train_format in TRAIN_PATH_CHECKS:
+            TRAIN_PATH_CHECKS[cfg.train_format](cfg)
+        return
+    for entry in cfg.train_sets:  # each set as if it were the only one, named by its entry
+        fmt, root, list_file = parse_train_set(entry, list_train_formats())
+        if fmt in TRAIN_PATH_CHECKS:
+            try:
+                TRAIN_PATH_CHECKS[fmt](dataclasses.replace(cfg, train_sets=[], train_format=fmt, train_root=root,
+                                                           train_list=list_file))
+            except DataPathError as exc:
+                raise DataPathError(f"train_sets '{entry}': {exc}") from None
+
+
 def _val_paths(cfg) -> None:
     for spec in cfg.val_sets:
         if spec == "synthetic":
@@ -77,8 +95,8 @@ def _writable_dir(key: str, value: str) -> None:
 def preflight(cfg, train: bool = True, val: bool = True) -> None:
     """Check the run's paths: training data (unless the caller brings its own dataset), verification sets (likewise),
     the checkpoint to resume, and that output_dir can be written (unless write_nothing)."""
-    if train and cfg.train_format in TRAIN_PATH_CHECKS:
-        TRAIN_PATH_CHECKS[cfg.train_format](cfg)
+    if train:
+        _train_paths(cfg)
     if val:
         _val_paths(cfg)
     if cfg.resume:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import warnings
 from pathlib import Path
 
 __all__ = ["make_run_dir", "run_dir_of_checkpoint", "save_config", "append_history", "read_history", "write_history"]
@@ -62,7 +63,18 @@ def read_history(run_dir: Path, until_iteration: int | None = None) -> list[dict
     path = run_dir / "history.jsonl"
     if not path.is_file():
         return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [(n, line) for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1) if line.strip()]
+    records = []
+    for i, (n, line) in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i != len(lines) - 1:
+                raise ValueError(f"{path}:{n}: not a JSON record (the history is damaged before its last line)") \
+                    from None
+            # a crash mid-write leaves half a record as the last line: the run it belongs to is the one resuming
+            warnings.warn(f"{path}:{n}: dropped a torn last line (the previous run stopped while writing it)",
+                          stacklevel=2)
     if until_iteration is not None:
         records = [r for r in records if r.get("iteration", 0) <= until_iteration]
     return records

@@ -85,6 +85,7 @@ _RESUME_FREE_KEYS = {"resume", "max_iterations", "run_name", "output_dir", "use_
                      "visdom_port", "visdom_timeout", "trust_checkpoint", "num_workers", "log_every", "eval_every", "save_every",
                      "val_sets", "eval_batch_size", "device", "write_nothing", "max_bad_steps", "data_root",
                      "train_root", "train_list"}
+_RESUME_FREE_KEYS |= {"use_tensorboard", "tensorboard_dir"}  # where the curves also go
 
 
 def head_state(comp) -> dict:
@@ -108,16 +109,23 @@ def make_checkpoint(comp, state: TrainState) -> dict[str, Any]:
         "num_classes": comp.num_classes,
         "world_size": comp.ctx.world_size,
         "partial_fc": comp.partial_fc,
+        "head_range": _head_range(comp),
+        "iters_per_epoch": comp.iters_per_epoch,
         "config": cfg.to_dict(),
         "meta": backbone_meta(cfg.backbone, comp.embedding_size, cfg.input_hw, cfg.color_order),
     }
 
 
-def rank_sidecar(comp) -> dict[str, Any]:
+def _head_range(comp) -> list[int] | None:
+    """[start, end) of the classes this rank's head shard holds (Partial-FC), for re-sharding on resume."""
+    return [int(comp.head.start), int(comp.head.end)] if comp.partial_fc else None
+
+
+def rank_sidecar(comp, state: TrainState | None = None) -> dict[str, Any]:
     """What a rank > 0 must keep of its own: its RNGs and, under Partial-FC, its head shard and optimizer state."""
-    side = {"rank": comp.ctx.rank, "rng": rng_state()}
+    side = {"rank": comp.ctx.rank, "rng": rng_state(), "iteration": state.iteration if state else None}
     if comp.partial_fc:
-        side.update(head=head_state(comp), optimizer=comp.optimizer.state_dict())
+        side.update(head=head_state(comp), optimizer=comp.optimizer.state_dict(), head_range=_head_range(comp))
     return side
 
 
@@ -128,22 +136,21 @@ def config_differences(saved: dict[str, Any], cfg) -> list[str]:
             if k in saved and k not in _RESUME_FREE_KEYS and saved[k] != now[k]]
 
 
-def restore_checkpoint(comp, ckpt: dict[str, Any], sidecar: dict[str, Any] | None = None) -> TrainState:
-    """Load models, optimizer, scheduler, scaler and RNGs from `ckpt` (rank > 0: its `sidecar` too)."""
+def restore_checkpoint(comp, ckpt: dict[str, Any], sidecar: dict[str, Any] | None = None,
+                       resharded: dict[str, Any] | None = None) -> TrainState:
+    """Load models, optimizer, scheduler, scaler and RNGs from `ckpt` (rank > 0: its `sidecar` too). On another
+    number of ranks, `resharded` holds this rank's Partial-FC head and optimizer state (Utils/training/reshard.py);
+    the sampler needs nothing: its position follows from the optimizer steps and the global batch."""
     if ckpt.get("num_classes", comp.num_classes) != comp.num_classes:
         raise ValueError(f"resume: checkpoint has {ckpt['num_classes']} classes, the training set "
                          f"{comp.num_classes}")
     state = TrainState.from_dict(ckpt.get("train_state") or {"epoch": ckpt["epoch"], "iteration": ckpt["iteration"]})
     saved_world = ckpt.get("world_size", 1)
-    if saved_world != comp.ctx.world_size:
-        if state.epoch_iteration:
-            raise ValueError(f"resume: the checkpoint stopped mid-epoch with {saved_world} processes; resume it "
-                             f"with the same number (this run has {comp.ctx.world_size})")
-        if comp.partial_fc and (saved_world > 1 or comp.ctx.world_size > 1):
-            raise ValueError(f"resume: Partial-FC class shards were saved by {saved_world} processes; resume with "
-                             f"the same number (this run has {comp.ctx.world_size})")
+    if saved_world != comp.ctx.world_size and comp.partial_fc and resharded is None:
+        raise ValueError(f"resume: Partial-FC class shards were saved by {saved_world} processes and not re-sharded "
+                         f"for {comp.ctx.world_size}")
     unwrap(comp.backbone).load_state_dict(ckpt["backbone"])
-    own = sidecar if (sidecar is not None and comp.partial_fc) else ckpt
+    own = resharded or (sidecar if (sidecar is not None and comp.partial_fc) else ckpt)
     head = comp.head.head if comp.partial_fc else comp.head
     head.load_state_dict(own["head"])
     comp.optimizer.load_state_dict(own["optimizer"])

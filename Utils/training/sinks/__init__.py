@@ -1,7 +1,8 @@
-"""Where a run's numbers go besides train.log and history.jsonl: live dashboards, one file per kind (visdom).
+"""Where a run's numbers go besides train.log and history.jsonl: dashboards, one file per kind (visdom, tensorboard).
 
 A sink takes `scalar(tag, step, value, title)` and `close()`; it must never slow training or fail it (each one
-buffers and gives up with one warning). `build_sinks(cfg, name, warn)` makes those the config switches on.
+buffers and gives up with one warning). `build_sinks(cfg, name, warn, run_dir, start_step)` makes those the config
+switches on.
 """
 from __future__ import annotations
 
@@ -42,10 +43,26 @@ def _visdom(cfg, name: str, warn: Callable[[str], None]) -> MetricSink:
     return VisdomLogger(cfg.visdom_server, cfg.visdom_port, name.replace("-", "_"), cfg.visdom_timeout, warn=warn)
 
 
-# config switch -> constructor(cfg, run name, warn)
-_SINKS: dict[str, Callable] = {"use_visdom": _visdom}
+def _tensorboard(cfg, name: str, warn: Callable[[str], None], run_dir=None, start_step: int = 0) -> MetricSink | None:
+    log_dir = cfg.tensorboard_dir or run_dir
+    if not log_dir:  # write_nothing and no folder named: nothing may be written
+        warn("use_tensorboard: no tensorboard_dir and no run directory (write_nothing); TensorBoard logging is off")
+        return None
+    from .tensorboard import TensorBoardSink  # deferred: tensorboard loads only when asked for
+
+    return TensorBoardSink(log_dir, purge_step=start_step + 1 if start_step else None, warn=warn)
 
 
-def build_sinks(cfg, name: str, warn: Callable[[str], None]) -> Sinks:
-    """The sinks `cfg` switches on, each labelling the run `name` (visdom: the environment)."""
-    return Sinks([make(cfg, name, warn) for switch, make in _SINKS.items() if getattr(cfg, switch)])
+def _visdom_sink(cfg, name, warn, run_dir=None, start_step=0):
+    return _visdom(cfg, name, warn)
+
+
+# config switch -> constructor(cfg, run name, warn, run directory, first step - 1)
+_SINKS: dict[str, Callable] = {"use_visdom": _visdom_sink, "use_tensorboard": _tensorboard}
+
+
+def build_sinks(cfg, name: str, warn: Callable[[str], None], run_dir=None, start_step: int = 0) -> Sinks:
+    """The sinks `cfg` switches on, each labelling the run `name` (visdom: the environment); `run_dir` is where
+    file sinks write by default, `start_step` the iteration a resumed run continues from."""
+    made = [make(cfg, name, warn, run_dir, start_step) for switch, make in _SINKS.items() if getattr(cfg, switch)]
+    return Sinks([s for s in made if s is not None])
