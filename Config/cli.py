@@ -157,7 +157,7 @@ def validate(cfg: Config) -> Config:
         if value not in options:
             raise ConfigError(f"{key}: '{value}' is not one of: {', '.join(options)}{_closest(value, options)}")
     positive = ["epochs", "batch_size", "grad_accum_steps", "eval_batch_size", "log_every", "subcenters",
-                "sphereface_m", "max_bad_steps"]
+                "sphereface_m", "max_bad_steps", "prefetch_factor"]
     for key in positive:
         if getattr(cfg, key) < 1:
             raise ConfigError(f"{key}: must be >= 1, got {getattr(cfg, key)}")
