@@ -76,8 +76,10 @@ def _unpack(batch) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(images, labels, corrupt files skipped); datasets without the third field count none. The count is read
     on the CPU batch (numpy: a view, not a device transfer)."""
     images, labels = batch[0], batch[1]
-    bad = int(torch.as_tensor(batch[2]).numpy().sum()) if len(batch) > 2 else 0
-    return images, labels, bad
+    if len(batch) < 3:
+        return images, labels, 0
+    counts = torch.as_tensor(batch[2])
+    return images, labels, int(counts.numpy().sum() if counts.device.type == "cpu" else counts.sum())
 
 
 def _clip(comp: Components) -> torch.Tensor:
