@@ -70,6 +70,11 @@ class Config:
                                       'BGR)')
     input_size: list[int] = setting([112, 112], 'network input [height, width]; [112, 96] too')
     num_workers: int = setting(2, 'DataLoader worker processes')
+    persistent_workers: bool = setting(True, 'keep the DataLoader workers alive across epochs (no restart cost per '
+                                             'epoch; a resumed run then draws other flips than an unbroken one)')
+    prefetch_factor: int = setting(2, 'batches each DataLoader worker prepares ahead (with num_workers > 0)')
+    gpu_decode: bool = setting(False, 'decode the JPEGs of .rec / folder sets on the GPU (torchvision.io.decode_jpeg '
+                                      'on CUDA); CPU decoding where CUDA or the codec is absent')
     bad_image_policy: str = setting("skip", 'a corrupt training image: "skip" (warn, count, use another) or "error"')
     random_flip: bool = setting(True, 'horizontal-flip augmentation during training')
 

@@ -107,6 +107,9 @@ RULES: dict[str, Rule] = {
     "color_order": CHOICE,
     "input_size": _rule(lambda v: len(v) == 2 and min(v) >= 32, "[height, width] of at least 32 each"),
     "num_workers": at_least(0),
+    "persistent_workers": BOOL,
+    "prefetch_factor": at_least(1),
+    "gpu_decode": BOOL,
     "bad_image_policy": CHOICE,
     "random_flip": BOOL,
     # model

@@ -22,11 +22,16 @@ class HeadOutput(NamedTuple):
 
 
 def check_labels(labels: torch.Tensor, num_classes: int) -> None:
+    """int64 labels in [0, num_classes). The range is checked on CPU tensors only, through numpy (a view, no
+    transfer): on a GPU it would cost two host synchronisations per micro-batch, so the training loop checks the
+    CPU batch before moving it (Utils/training/loop.py) and a GPU tensor here is taken as checked."""
     if labels.dtype != torch.int64:
         raise TypeError(f"labels must be int64 (torch.long), got {labels.dtype}")
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(f"labels must lie in [0, {num_classes}), got min {int(labels.min())} "
-                         f"max {int(labels.max())}")
+    if labels.numel() and labels.device.type == "cpu":
+        values = labels.detach().numpy()
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high >= num_classes:
+            raise ValueError(f"labels must lie in [0, {num_classes}), got min {low} max {high}")
 
 
 def _no_autocast(device_type: str):
@@ -82,5 +87,6 @@ class MarginHead(nn.Module):
 
 
 def target_mask(cos: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Boolean (N, C) mask of each sample's own class."""
-    return F.one_hot(labels, cos.shape[1]).bool()
+    """Boolean (N, C) mask of each sample's own class, scattered straight into bool: a one-hot would build an
+    int64 (N, C) matrix (8x the memory) on every margin call."""
+    return torch.zeros_like(cos, dtype=torch.bool).scatter_(1, labels[:, None], True)

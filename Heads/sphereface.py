@@ -38,6 +38,13 @@ class SphereFace(MarginHead):
         self.lambda_base, self.lambda_min, self.gamma, self.power = lambda_base, lambda_min, gamma, power
         # the annealing clock is part of the state: a resumed run continues the schedule where it stopped
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
+        # the same count as a Python int: reading the buffer every step would be a host sync on a GPU. It is read
+        # again only when the buffer changed behind our back (load_state_dict, .to(), a direct write): the tensor
+        # and its in-place version counter are what we last saw.
+        self._iteration, self._seen = 0, self._stamp()
+
+    def _stamp(self) -> tuple[int, int]:
+        return id(self.iteration), self.iteration._version
 
     @classmethod
     def config_kwargs(cls, cfg) -> dict:
@@ -45,13 +52,20 @@ class SphereFace(MarginHead):
         return dict(scale=cfg.scale, m=cfg.sphereface_m, lambda_base=base, lambda_min=lam_min, gamma=gamma,
                     power=power)
 
+    def _steps(self) -> int:
+        if self._seen != self._stamp():
+            self._iteration, self._seen = int(self.iteration), self._stamp()
+        return self._iteration
+
     def current_lambda(self) -> float:
-        return max(self.lambda_min, self.lambda_base * (1.0 + self.gamma * int(self.iteration)) ** (-self.power))
+        return max(self.lambda_min, self.lambda_base * (1.0 + self.gamma * self._steps()) ** (-self.power))
 
     def margin(self, cos, labels, norms):
         lam = self.current_lambda()
         if self.training:
-            self.iteration += 1
+            steps = self._steps()
+            self.iteration += 1  # on the device, no sync; the Python count follows
+            self._iteration, self._seen = steps + 1, self._stamp()
         # k only selects the branch; it carries no gradient, so acos's infinite slope at +-1 never reaches backward
         theta = torch.acos(cos.detach().clamp(-1 + _ACOS_EPS, 1 - _ACOS_EPS))
         k = torch.floor(self.m * theta / math.pi)

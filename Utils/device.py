@@ -10,7 +10,8 @@ import contextlib
 
 import torch
 
-__all__ = ["AMP_NAMES", "resolve_device", "fast_low_precision", "autocast_dtype", "autocast"]
+__all__ = ["AMP_NAMES", "resolve_device", "prepare_device", "native_bf16", "fast_low_precision", "autocast_dtype",
+           "autocast"]
 
 # Every spelling a config or a command line may use for an autocast precision; "auto" picks the fast one.
 AMP_NAMES: dict[str, torch.dtype | None | str] = {
@@ -43,12 +44,29 @@ def resolve_device(name: str | torch.device = "auto", local_rank: int = 0) -> to
     return device
 
 
+def prepare_device(device: torch.device) -> None:
+    """Make `device` this process's GPU and let cuDNN pick its fastest kernels (the inputs are fixed-size, so the
+    search happens once). Without set_device, a run on cuda:N (N > 0) would still open a context on GPU 0, e.g. from
+    the DataLoader's pin-memory thread. A no-op on CPU."""
+    if device.type != "cuda":
+        return
+    if device.index is not None:
+        torch.cuda.set_device(device)
+    torch.backends.cudnn.benchmark = True
+
+
+def native_bf16() -> bool:
+    """Whether the current GPU runs bfloat16 natively (Ampere and later). torch's default also counts emulation,
+    which V100 / T4 offer for matmuls but for which cuDNN has no convolution kernels."""
+    return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def fast_low_precision(device: torch.device) -> torch.dtype | None:
     """The autocast dtype that is fast on `device`: bf16 where the hardware has it (Ampere+ GPUs; CPUs with
     AVX512-BF16 or AMX, where oneDNN runs bf16 convolutions natively), fp16 on older GPUs, none on other CPUs
     (emulated bf16 would be slower than float32)."""
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if native_bf16() else torch.float16
     return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
 
 
@@ -69,7 +87,7 @@ def autocast_dtype(name: str | torch.dtype | None, device: torch.device, key: st
         return fast_low_precision(device)
     if dtype is torch.float16 and device.type != "cuda":
         raise ValueError(f"{key}: float16 autocast needs CUDA; use bfloat16 on CPU")
-    if dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    if dtype is torch.bfloat16 and device.type == "cuda" and not native_bf16():
         raise ValueError(f"{key}: this GPU has no bfloat16; use float16")
     return dtype
 

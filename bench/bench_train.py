@@ -31,9 +31,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from Config import Config, apply_overrides, validate  # noqa: E402
-from bench.common import command_line, machine_line, matmul_peak_gflops, print_table  # noqa: E402
+from bench.common import command_line, device_sync, machine_line, matmul_peak_gflops, print_table  # noqa: E402
 
-__all__ = ["RandomFaces", "measure", "main"]
+__all__ = ["RandomFaces", "measure", "time_steps", "main"]
 
 VARIANTS = ["fp32", "bf16", "cl", "bf16+cl", "compile", "bf16+cl+compile",
             "fp16", "fp16+cl", "fp16+cl+compile"]  # fp16 (with GradScaler) on CUDA only
@@ -80,24 +80,27 @@ def measure(backbone: str, variant: str, batch: int, classes: int, steps: int, w
         write_nothing=True, input_size=list(input_hw), warmup_epochs=0.0), source="bench"))
     comp = build_components(cfg, dataset=RandomFaces(batch * (steps + warmup), classes, input_hw))
     g = torch.Generator().manual_seed(0)
-    batches = [(torch.randn(batch, 3, *input_hw, generator=g),
-                torch.randint(0, classes, (batch,), generator=g), torch.zeros(batch, dtype=torch.long))
-               for _ in range(2)]
+    # the timed batches live on the device already: a host copy per step would be timed with the model
+    batches = [(torch.randn(batch, 3, *input_hw, generator=g).to(comp.ctx.device),
+                torch.randint(0, classes, (batch,), generator=g).to(comp.ctx.device)) for _ in range(2)]
+    return time_steps(lambda b: train_step(comp, [b]), batches, comp.ctx.device, steps, warmup, batch)
 
-    def sync():
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+
+def time_steps(step, batches: list, device: torch.device, steps: int, warmup: int,
+               batch: int) -> tuple[float, float]:
+    """(images/s over `steps` timed calls of step(batch) after `warmup` untimed ones, seconds of the first call),
+    each interval closed by a wait on `device` itself."""
     t0 = time.perf_counter()
-    train_step(comp, [batches[0]])
-    sync()
+    step(batches[0])
+    device_sync(device)
     first = time.perf_counter() - t0
     for i in range(warmup - 1):
-        train_step(comp, [batches[i % 2]])
-    sync()
+        step(batches[i % len(batches)])
+    device_sync(device)
     t0 = time.perf_counter()
     for i in range(steps):
-        train_step(comp, [batches[i % 2]])
-    sync()
+        step(batches[i % len(batches)])
+    device_sync(device)
     return steps * batch / (time.perf_counter() - t0), first
 
 

@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 
 import torch
 
-__all__ = ["machine_line", "matmul_peak_gflops", "time_call", "print_table", "command_line"]
+__all__ = ["machine_line", "device_sync", "matmul_peak_gflops", "time_call", "print_table", "command_line"]
 
 
 def machine_line() -> str:
@@ -21,6 +21,14 @@ def machine_line() -> str:
         pass
     return (f"{cpu}, {os.cpu_count()} logical cores, torch {torch.__version__} "
             f"({torch.get_num_threads()} threads), python {platform.python_version()}")
+
+
+def device_sync(device: str | torch.device) -> None:
+    """Wait for the work queued on `device` (a no-op on CPU). torch.cuda.synchronize() without an argument waits on
+    the *current* GPU only: timing cuda:1 that way would time nothing."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def time_call(fn: Callable[[], object], warmup: int = 1, repeat: int = 3, min_time: float = 0.0) -> float:
@@ -45,8 +53,7 @@ def matmul_peak_gflops(dtype: torch.dtype, sizes: Sequence[int] = (2048, 4096), 
 
         def run():
             a @ b
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
+            device_sync(device)
         for _ in range(2):
             run()
         fastest = min(time_call(run, warmup=0, repeat=1) for _ in range(4))

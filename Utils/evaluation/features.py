@@ -13,12 +13,23 @@ from tqdm import tqdm
 
 from ..device import autocast, autocast_dtype, resolve_device
 
-__all__ = ["extract_embeddings"]
+__all__ = ["extract_embeddings", "embed_batch"]
 
 
 def _model_device(model: torch.nn.Module) -> torch.device | None:
     param = next(model.parameters(), None)
     return None if param is None else param.device
+
+
+def embed_batch(model: torch.nn.Module, images: torch.Tensor, device: torch.device,
+                dtype: torch.dtype | None) -> torch.Tensor:
+    """(2n, D) embeddings of a host batch (n, 3, H, W) and of its flips, on `device`, float32. The copy overlaps
+    the previous batch's compute (pinned memory, non_blocking); both views go through one forward (eval-mode
+    layers treat samples independently)."""
+    images = images.to(device, non_blocking=True)
+    both = torch.cat([images, torch.flip(images, dims=[3])])
+    with autocast(device, dtype):
+        return model(both).float()
 
 
 @torch.no_grad()
@@ -43,8 +54,10 @@ def extract_embeddings(model: torch.nn.Module, dataset: Dataset, batch_size: int
     if where is not None and (where.type != dev.type or (dev.index is not None and where.index != dev.index)):
         raise ValueError(f"model is on {where} but embeddings were asked on {dev}; move the model first")
 
+    # pinned host batches on CUDA, so that the non_blocking copy in embed_batch is asynchronous
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=dev.type == "cuda", drop_last=False)
+                        pin_memory=dev.type == "cuda", drop_last=False,
+                        **(dict(prefetch_factor=4) if num_workers else {}))
     emb = emb_flip = None
     done = 0
     was_training = model.training
@@ -53,13 +66,8 @@ def extract_embeddings(model: torch.nn.Module, dataset: Dataset, batch_size: int
         with tqdm(total=len(dataset), desc=desc, unit="img", dynamic_ncols=True, disable=not progress) as bar:
             for batch in loader:
                 images = batch[0] if isinstance(batch, (list, tuple)) else batch
-                images = images.to(dev, non_blocking=True)
                 n = images.shape[0]
-                # one forward for both views: eval-mode layers treat samples independently
-                both = torch.cat([images, torch.flip(images, dims=[3])])
-                with autocast(dev, dtype):
-                    out = model(both)
-                out = out.float().cpu().numpy()
+                out = embed_batch(model, images, dev, dtype).cpu().numpy()  # the batch's one device read
                 if emb is None:
                     emb = np.empty((len(dataset), out.shape[1]), dtype=np.float32)
                     emb_flip = np.empty_like(emb)

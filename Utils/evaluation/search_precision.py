@@ -10,6 +10,8 @@ import time
 
 import torch
 
+from ..device import native_bf16
+
 __all__ = ["PRECISIONS", "LOW_DTYPES", "UNIT_ROUNDOFF", "resolve_precision", "rounding_model"]
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -28,7 +30,7 @@ def resolve_precision(precision: str, device: str | torch.device) -> str:
         return precision
     dev = torch.device(device)
     if dev.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if native_bf16() else "fp16"
     if "cpu" not in _PRECISION_CACHE:
         a32, b32 = torch.randn(512, 512), torch.randn(2048, 512)
         times = {}

@@ -18,12 +18,13 @@ from Heads.partial_fc import PartialFC, class_shard
 
 from ..device import autocast_dtype
 from .distributed import DistContext, convert_sync_bn, setup_distributed, wrap_backbone, wrap_module
+from .grads import ShardedGradScaler
 from .optim import build_optimizer, build_scheduler
 from .sampler import ResumableSampler
 from .signals import ignore_in_worker
 from .state import seed_everything
 
-__all__ = ["FaceModel", "Components", "build_components"]
+__all__ = ["FaceModel", "Components", "build_components", "training_backbone", "make_loader"]
 
 
 class FaceModel(nn.Module):
@@ -86,6 +87,30 @@ def _maybe_compile(backbone: nn.Module, device: torch.device) -> nn.Module:
     return torch.compile(backbone)
 
 
+def training_backbone(backbone: nn.Module, cfg, ctx: DistContext, amp_dtype: torch.dtype | None) -> nn.Module:
+    """The backbone the step calls: compiled when asked, DataParallel-wrapped over several GPUs.
+
+    Not compiled under DataParallel: its replicas are built from the module's children and parameters, and the
+    compiled wrapper forwards those writes to the original module, whose replicas then lose their layers
+    ("'MobileFaceNet' object has no attribute 'blocks'")."""
+    if cfg.compile and len(ctx.data_parallel_gpus) > 1:
+        warnings.warn("compile: DataParallel cannot replicate a compiled backbone; training eagerly (use torchrun "
+                      "for DDP, which compiles)", stacklevel=2)
+    elif cfg.compile:
+        backbone = _maybe_compile(backbone, ctx.device)
+    return wrap_backbone(backbone, ctx, amp_dtype)
+
+
+def make_loader(dataset, cfg, device: torch.device, batch_size: int, **kwargs) -> torch.utils.data.DataLoader:
+    """A DataLoader feeding `device`: pinned host memory on CUDA (so that the step's non_blocking copies overlap the
+    compute), workers kept alive across epochs and `prefetch_factor` batches queued per worker when there are
+    workers. Other DataLoader arguments pass through."""
+    workers = cfg.num_workers
+    extra = dict(persistent_workers=cfg.persistent_workers, prefetch_factor=cfg.prefetch_factor) if workers else {}
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                                       pin_memory=device.type == "cuda", **extra, **kwargs)
+
+
 def build_components(cfg, dataset=None, ctx: DistContext | None = None) -> Components:
     """Dataset, sampler, loader, backbone, head, wrappers, optimizer, scheduler and scaler for `cfg`.
 
@@ -121,8 +146,7 @@ def build_components(cfg, dataset=None, ctx: DistContext | None = None) -> Compo
     head = head.to(device)
     optimizer = build_optimizer(cfg, [backbone, head])
 
-    train_backbone = _maybe_compile(backbone, device) if cfg.compile else backbone
-    train_backbone = wrap_backbone(train_backbone, ctx)
+    train_backbone = training_backbone(backbone, cfg, ctx, amp_dtype)
     model = wrap_module(train_backbone if cfg.partial_fc else FaceModel(train_backbone, head), ctx)
 
     per_rank_batch = cfg.batch_size // ctx.world_size
@@ -132,12 +156,10 @@ def build_components(cfg, dataset=None, ctx: DistContext | None = None) -> Compo
         raise ValueError(f"batch_size: {cfg.batch_size} x grad_accum_steps {cfg.grad_accum_steps} exceeds the "
                          f"{len(dataset)} training images")
     scheduler = build_scheduler(cfg, optimizer, iters_per_epoch)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    scaler = ShardedGradScaler(device.type, enabled=amp_dtype == torch.float16)
     generator = torch.Generator()
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=per_rank_batch, sampler=sampler, num_workers=cfg.num_workers, drop_last=True,
-        pin_memory=device.type == "cuda", generator=generator, worker_init_fn=_seed_worker,
-        persistent_workers=False)
+    loader = make_loader(dataset, cfg, device, per_rank_batch, sampler=sampler, drop_last=True, generator=generator,
+                         worker_init_fn=_seed_worker)
     if ctx.distributed:
         torch.manual_seed(cfg.seed + 1000 * ctx.rank)  # different dropout masks / flips on each rank
     return Components(cfg, ctx, backbone, head, model, cfg.partial_fc, optimizer, scheduler, scaler, dataset,

@@ -15,10 +15,10 @@ import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
 import torch.nn as nn
 
-from ..device import resolve_device
+from ..device import prepare_device, resolve_device
 
 __all__ = ["DistContext", "setup_distributed", "cleanup_distributed", "barrier",
-           "all_reduce_sum", "broadcast_object", "wrap_backbone", "wrap_module", "unwrap", "convert_sync_bn",
+           "all_reduce_sum", "broadcast_object", "AutocastModule", "wrap_backbone", "wrap_module", "unwrap", "convert_sync_bn",
            "AllReduceBatchNorm"]
 
 
@@ -50,8 +50,7 @@ def setup_distributed(cfg) -> DistContext:
         if cfg.use_multi_gpus:
             raise ValueError("use_multi_gpus: DataParallel cannot be combined with torchrun (DDP already uses "
                              "one process per GPU); drop --use_multi_gpus")
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
+        prepare_device(device)
         backend = cfg.dist_backend
         if backend == "auto":
             backend = "nccl" if device.type == "cuda" else "gloo"
@@ -73,6 +72,7 @@ def setup_distributed(cfg) -> DistContext:
             raise ValueError(f"gpus: {cfg.gpus} is not a list of GPU ids in 0..{available - 1}")
         gpus = tuple(cfg.gpus)
         device = torch.device("cuda", gpus[0])  # DataParallel gathers outputs on the first listed GPU
+    prepare_device(device)
     return DistContext(0, 1, 0, device, gpus)
 
 
@@ -104,10 +104,29 @@ def broadcast_object(obj, ctx: DistContext):
     return box[0]
 
 
-def wrap_backbone(backbone: nn.Module, ctx: DistContext) -> nn.Module:
-    """DataParallel when several GPUs in one process; the margin head stays on the first GPU (as in the original
-    project)."""
+class AutocastModule(nn.Module):
+    """Runs `module` under autocast with the configured dtype, whichever thread calls it.
+
+    DataParallel's replica threads re-enter autocast with `enabled` only, and autocast's dtype is per thread with
+    float16 as CUDA's default: a bf16 run would train its replicas in fp16 without the GradScaler (which is on for
+    float16 runs only). Opening autocast inside the replica's forward keeps the run's dtype."""
+
+    def __init__(self, module: nn.Module, device_type: str, dtype: torch.dtype):
+        super().__init__()
+        self.module = module
+        self.device_type, self.dtype = device_type, dtype
+
+    def forward(self, *args, **kwargs):
+        with torch.autocast(device_type=self.device_type, dtype=self.dtype):
+            return self.module(*args, **kwargs)
+
+
+def wrap_backbone(backbone: nn.Module, ctx: DistContext, amp_dtype: torch.dtype | None = None) -> nn.Module:
+    """DataParallel when several GPUs in one process, each replica under autocast with `amp_dtype` (None: full
+    precision); the margin head stays on the first GPU (as in the original project)."""
     if ctx.data_parallel_gpus and len(ctx.data_parallel_gpus) > 1:
+        if amp_dtype is not None:
+            backbone = AutocastModule(backbone, ctx.device.type, amp_dtype)
         return nn.DataParallel(backbone, device_ids=list(ctx.data_parallel_gpus))
     return backbone
 
@@ -123,7 +142,7 @@ def wrap_module(module: nn.Module, ctx: DistContext) -> nn.Module:
 def unwrap(module: nn.Module) -> nn.Module:
     """The plain module inside DataParallel / DDP / torch.compile wrappers (for state_dicts and evaluation)."""
     while True:
-        if isinstance(module, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        if isinstance(module, (nn.DataParallel, nn.parallel.DistributedDataParallel, AutocastModule)):
             module = module.module
         elif hasattr(module, "_orig_mod"):  # torch.compile's OptimizedModule
             module = module._orig_mod

@@ -24,9 +24,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from Heads.base import check_labels
+
 from ..device import autocast
 from .build import Components
 from .signals import StopSignals
+from .grads import clip_to_norm_, global_grad_norm
 from .state import TrainState
 
 __all__ = ["StopReason", "StepResult", "RunResult", "forward_loss", "train_step", "run"]
@@ -73,22 +76,35 @@ def forward_loss(comp: Components, images: torch.Tensor, labels: torch.Tensor):
 
 
 def _unpack(batch) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """(images, labels, corrupt files skipped); datasets without the third field count none."""
+    """(images, labels, corrupt files skipped); datasets without the third field count none. The count is read
+    on the CPU batch (numpy: a view, not a device transfer)."""
     images, labels = batch[0], batch[1]
-    bad = int(batch[2].sum()) if len(batch) > 2 else 0
-    return images, labels, bad
+    if len(batch) < 3:
+        return images, labels, 0
+    counts = torch.as_tensor(batch[2])
+    return images, labels, int(counts.numpy().sum() if counts.device.type == "cpu" else counts.sum())
 
 
-def _any_nonfinite(loss_sum: torch.Tensor, comp: Components) -> bool:
-    flag = (~torch.isfinite(loss_sum)).float()
-    if comp.ctx.distributed and not comp.partial_fc:  # every rank must skip together, or DDP deadlocks
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return bool(flag.item())
+def _clip(comp: Components) -> torch.Tensor:
+    """Clip to cfg.grad_clip by the norm of all gradients; under Partial-FC on several ranks the class-centre
+    shards' part is summed over ranks, so every rank scales its shared backbone gradient alike (grads.py)."""
+    comp.scaler.unscale_(comp.optimizer)  # the sharded scaler's inf flags are the MAX over ranks
+    shard = comp.partial_fc and comp.ctx.distributed
+    head_params = list(comp.head.parameters())
+    norm = global_grad_norm(comp.backbone.parameters() if shard else
+                            [p for g in comp.optimizer.param_groups for p in g["params"]],
+                            head_params if shard else (), distributed_shard=shard)
+    clip_to_norm_([p for g in comp.optimizer.param_groups for p in g["params"]], comp.cfg.grad_clip, norm)
+    return norm
 
 
 def train_step(comp: Components, micro_batches: list) -> StepResult:
     """Forward/backward over the micro-batches, then one optimizer step unless the loss is not finite; the LR
-    schedule steps either way (it follows the data, so a resumed run keeps the same LR)."""
+    schedule steps either way (it follows the data, so a resumed run keeps the same LR).
+
+    One device-to-host read per step (loss, correct and the finite flag together; fp16's GradScaler reads its inf
+    flag once more): labels are checked on the CPU batch before it is moved, and every flag that decides the step is
+    reduced over the ranks before that read, so all ranks take the same decision."""
     cfg, device = comp.cfg, comp.ctx.device
     t0 = time.perf_counter()
     comp.model.train()
@@ -101,10 +117,12 @@ def train_step(comp: Components, micro_batches: list) -> StepResult:
     for k, batch in enumerate(micro_batches):
         images, labels, bad = _unpack(batch)
         bad_files += bad
+        labels = labels.long()
+        check_labels(labels, comp.num_classes)  # here, on the host: in the head it would sync the GPU
         images = images.to(device, non_blocking=True)
         if cfg.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        labels = labels.to(device, non_blocking=True).long()
+        labels = labels.to(device, non_blocking=True)
         last = k == accum - 1
         # DDP all-reduces on every backward; between micro-batches the gradients only need to accumulate locally
         sync = contextlib.nullcontext() if last or not hasattr(comp.model, "no_sync") else comp.model.no_sync()
@@ -116,24 +134,28 @@ def train_step(comp: Components, micro_batches: list) -> StepResult:
         loss_sum += loss.detach().float()
         correct += corr.detach()
         count += n
-    finite = not _any_nonfinite(loss_sum, comp)
+    bad_flag = (~torch.isfinite(loss_sum)).float()
+    if comp.ctx.distributed and not comp.partial_fc:  # every rank must skip together, or DDP deadlocks
+        dist.all_reduce(bad_flag, op=dist.ReduceOp.MAX)  # (under Partial-FC the loss is the global one already)
+    if cfg.grad_clip > 0:
+        norm = _clip(comp)
+        if not comp.scaler.is_enabled():  # fp16's scaler skips such steps by itself; in fp32/bf16 it is a bad step
+            bad_flag = torch.maximum(bad_flag, (~torch.isfinite(norm)).float())
+    loss_value, correct_value, bad_value = torch.stack(
+        [loss_sum.double(), correct.double(), bad_flag.double()]).tolist()  # the step's one host read
+    finite = not bad_value
     if finite:
+        comp.scaler.step(comp.optimizer)
+        comp.scaler.update()
+    else:
         if cfg.grad_clip > 0:
-            comp.scaler.unscale_(comp.optimizer)
-            params = [p for g in comp.optimizer.param_groups for p in g["params"] if p.grad is not None]
-            norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            if not comp.scaler.is_enabled() and not torch.isfinite(norm):
-                finite = False  # fp16's scaler skips such steps by itself; in fp32/bf16 it is a bad step
-        if finite:
-            comp.scaler.step(comp.optimizer)
-            comp.scaler.update()
-    if not finite:
+            comp.scaler.update()  # closes the unscale_ above (fp16: lowers the scale on an overflow)
         comp.optimizer.zero_grad(set_to_none=True)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*before.*optimizer.step", category=UserWarning)
         comp.scheduler.step()
     seconds = time.perf_counter() - t0
-    return StepResult(float(loss_sum) / accum, int(correct), count, bad_files, finite, seconds)
+    return StepResult(loss_value / accum, int(correct_value), count, bad_files, finite, seconds)
 
 
 def _count(state: TrainState, comp: Components, result: StepResult) -> None:
