@@ -178,6 +178,11 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"partial_fc_sample_rate: must be in (0, 1], got {cfg.partial_fc_sample_rate}")
     if not 0.0 <= cfg.synthetic_difficulty <= 1.0:
         raise ConfigError(f"synthetic_difficulty: must be in [0, 1], got {cfg.synthetic_difficulty}")
+    from Datasets.augment import parse_augment  # deferred, as the registries above
+    try:
+        parse_augment(cfg.augment)
+    except ValueError as exc:
+        raise ConfigError(f"augment: {exc}") from None
     if sorted(cfg.milestones) != list(cfg.milestones):
         raise ConfigError(f"milestones: must be increasing, got {cfg.milestones}")
     return cfg

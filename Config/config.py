@@ -65,7 +65,10 @@ class Config:
     input_size: list[int] = setting([112, 112], 'network input [height, width]; [112, 96] too')
     num_workers: int = setting(2, 'DataLoader worker processes')
     bad_image_policy: str = setting("skip", 'a corrupt training image: "skip" (warn, count, use another) or "error"')
-    random_flip: bool = setting(True, 'horizontal-flip augmentation during training')
+    random_flip: bool = setting(True, 'horizontal-flip augmentation during training (false drops "flip" from augment)')
+    augment: list[str] = setting(["flip:0.5"], 'training augmentation in order, "name:probability[:strength]" items '
+                                               'of flip crop jitter grey blur lowres erase, e.g. flip:0.5,lowres:0.2 '
+                                               '(README "Augmentation"; python -m Datasets.augment --preview)')
 
     backbone: str = setting("MobileFaceNet", 'a name from Backbones (see `python -m Backbones --list`)',
                             section="model")
