@@ -172,6 +172,12 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"input_size: expected [height, width] of at least 32 each, got {cfg.input_size}")
     if len(cfg.combined_margins) != 3:
         raise ConfigError(f"combined_margins: expected [m1, m2, m3], got {cfg.combined_margins}")
+    if len(cfg.magface_norm_range) != 2 or not 0 < cfg.magface_norm_range[0] < cfg.magface_norm_range[1]:
+        raise ConfigError(f"magface_norm_range: expected [l_a, u_a] with 0 < l_a < u_a, got {cfg.magface_norm_range}")
+    if len(cfg.magface_margin_range) != 2:
+        raise ConfigError(f"magface_margin_range: expected [l_m, u_m], got {cfg.magface_margin_range}")
+    if cfg.elastic_sigma < 0 or cfg.magface_lambda_g < 0:
+        raise ConfigError(f"{'elastic_sigma' if cfg.elastic_sigma < 0 else 'magface_lambda_g'}: must be >= 0")
     if len(cfg.sphereface_lambda) != 4:
         raise ConfigError(f"sphereface_lambda: expected [base, min, gamma, power], got {cfg.sphereface_lambda}")
     if not 0.0 < cfg.partial_fc_sample_rate <= 1.0:

@@ -76,7 +76,8 @@ class Config:
     dropout: float = setting(0.0, 'dropout before the embedding FC of the IR networks (insightface uses 0.0 / 0.4)')
 
     head: str = setting("ArcFace", 'a name from Heads: Softmax ArcFace CosFace SphereFace CombinedMargin '
-                                   'CurricularFace AdaFace SubCenterArcFace', section="head (margin)")
+                                   'CurricularFace AdaFace SubCenterArcFace MagFace ElasticArcFace[Plus] '
+                                   'ElasticCosFace[Plus]', section="head (margin)")
     scale: float = setting(32.0, "s, the logit scale of normalised heads (the original project's recipes: 32; "
                                  "insightface: 64)")
     margin: float = setting(0.5, 'm: ArcFace/SubCenter/CurricularFace angular margin, CosFace cosine margin, AdaFace m')
@@ -88,6 +89,12 @@ class Config:
     subcenters: int = setting(3, 'SubCenterArcFace: centres per class (K)')
     adaface_h: float = setting(0.333, 'AdaFace: concentration of the norm-adaptive margin')
     adaface_t_alpha: float = setting(0.01, 'AdaFace: EMA rate of the batch norm statistics')
+    magface_norm_range: list[float] = setting([10.0, 110.0], 'MagFace: [l_a, u_a], the embedding norms between which '
+                                                             'the margin rises (and a is clipped)')
+    magface_margin_range: list[float] = setting([0.45, 0.8], 'MagFace: [l_m, u_m], the margins at norms l_a and u_a')
+    magface_lambda_g: float = setting(35.0, 'MagFace: weight of the norm regulariser g(a) = 1/a + a/u_a^2 in the loss')
+    elastic_sigma: float = setting(0.05, 'ElasticFace: std of the per-sample margins drawn from N(margin, sigma) '
+                                         '(the paper: 0.05; 0.0175 Arc+ / 0.025 Cos+)')
 
     epochs: int = setting(4, 'passes over the training set', section="optimisation")
     batch_size: int = setting(64, 'global batch size (split across GPUs / ranks)')

@@ -164,6 +164,11 @@ class PartialFC(nn.Module):
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean loss over the global batch, number of rows whose best sampled centre is their own class)."""
+        # a norm regulariser (MagFace) on this rank's rows, before the gather: its local mean, averaged over ranks
+        # by DDP like any backbone gradient, is the global mean's gradient (on the gathered rows it would count
+        # world_size times through the all-gather's backward)
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            regulariser = self.head.regulariser(embeddings.float().norm(dim=1, keepdim=True))
         embeddings = gather_with_grad(embeddings)
         labels = _gather_plain(labels.long())
         index, target = self.sample(labels)
@@ -177,6 +182,8 @@ class PartialFC(nn.Module):
             norms = embeddings.float().norm(dim=1, keepdim=True)
             logits = self._apply_margin(cos, target, norms)
             loss = DistCrossEntropy.apply(logits, target)
+            if regulariser is not None:
+                loss = loss + regulariser
         correct = self._correct(cos.detach(), index, target, labels)
         return loss, correct
 
