@@ -70,10 +70,14 @@ class Config:
                                                'of flip crop jitter grey blur lowres erase, e.g. flip:0.5,lowres:0.2 '
                                                '(README "Augmentation"; python -m Datasets.augment --preview)')
 
-    backbone: str = setting("MobileFaceNet", 'a name from Backbones (see `python -m Backbones --list`)',
+    backbone: str = setting("MobileFaceNet", 'a name from Backbones (see `python -m Backbones --list`), or '
+                                             'timm:<model> for any timm image model',
                             section="model")
     embedding_size: int = setting(0, "embedding dimension; 0 -> the backbone's default (MobileFaceNet 128, *_IR 512)")
     dropout: float = setting(0.0, 'dropout before the embedding FC of the IR networks (insightface uses 0.0 / 0.4)')
+    activation_checkpointing: bool = setting(False, 'recompute each IR unit / ViT block in the backward pass instead '
+                                                    'of storing its activations: less memory, ~1 extra forward '
+                                                    '(BENCHMARKS.md)')
 
     head: str = setting("ArcFace", 'a name from Heads: Softmax ArcFace CosFace SphereFace CombinedMargin '
                                    'CurricularFace AdaFace SubCenterArcFace MagFace ElasticArcFace[Plus] '
