@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .checkpointing import run_blocks
 from .layers import init_weights
 from .registry import register_backbone
 
@@ -22,6 +23,7 @@ IRESNET_DEPTHS: dict[int, list[int]] = {
     50: [3, 4, 14, 3],
     100: [3, 13, 30, 3],
     152: [3, 8, 36, 3],
+    200: [6, 26, 60, 6],  # insightface's iresnet200
 }
 
 
@@ -67,7 +69,7 @@ class IResNet(nn.Module):
     """ResNet-IR / SE-ResNet-IR.
 
     Args:
-        depth: a key of IRESNET_DEPTHS (18, 34, 50, 100, 152).
+        depth: a key of IRESNET_DEPTHS (18, 34, 50, 100, 152, 200).
         use_se: add a squeeze-and-excitation gate to every unit (SE-ResNet-IR).
         embedding_size: output dimension (512 in the papers).
         input_size: (height, width), multiples of 16; the FC sees a 512 x H/16 x W/16 map.
@@ -97,11 +99,13 @@ class IResNet(nn.Module):
         self.fc = nn.Linear(512 * (h // 16) * (w // 16), embedding_size)
         self.features = nn.BatchNorm1d(embedding_size)
         self.embedding_size = embedding_size
+        self.activation_checkpointing = False  # per unit; Backbones.build_backbone sets it from the config
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.prelu(self.bn1(self.conv1(x)))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        units = [unit for layer in (self.layer1, self.layer2, self.layer3, self.layer4) for unit in layer]
+        x = run_blocks(units, x, self.activation_checkpointing)
         x = self.dropout(self.bn2(x)).flatten(1)
         return self.features(self.fc(x))
 
@@ -112,7 +116,7 @@ def _register(name: str, depth: int, use_se: bool) -> None:
         return IResNet(depth, use_se, embedding_size or IResNet.default_embedding_size, input_size, dropout)
 
 
-for _depth in (18, 34, 50, 100, 152):
+for _depth in (18, 34, 50, 100, 152, 200):
     _register(f"ResNet{_depth}_IR", _depth, use_se=False)
 for _depth in (50, 100, 152):
     _register(f"SEResNet{_depth}_IR", _depth, use_se=True)

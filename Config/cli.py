@@ -153,8 +153,16 @@ def load_override_file(path: str) -> dict[str, Any]:
 def validate(cfg: Config) -> Config:
     """Check values against their choices and ranges (Config/ranges.py); raise ConfigError naming the key and the
     valid range."""
+    if ":" in cfg.backbone:  # a family name (timm:<model>): checked by its family, not against a fixed list
+        from Backbones import check_backbone_name  # deferred, as the registries
+        try:
+            check_backbone_name(cfg.backbone)
+        except ValueError as exc:
+            raise ConfigError(f"backbone: {exc}") from None
     for key, choices in CHOICES.items():
         value = getattr(cfg, key)
+        if key == "backbone" and ":" in value:
+            continue
         options = list(choices())
         if value not in options:
             raise ConfigError(f"{key}: '{value}' is not one of: {', '.join(options)}{_closest(value, options)}")
@@ -169,6 +177,11 @@ def validate(cfg: Config) -> Config:
         if cfg.train_root:
             raise ConfigError("train_root: set together with train_sets, which replaces it; list every set in "
                               "train_sets")
+    from Datasets.augment import parse_augment  # deferred, as the registries above
+    try:
+        parse_augment(cfg.augment)
+    except ValueError as exc:
+        raise ConfigError(f"augment: {exc}") from None
     return cfg
 
 

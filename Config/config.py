@@ -76,15 +76,23 @@ class Config:
     gpu_decode: bool = setting(False, 'decode the JPEGs of .rec / folder sets on the GPU (torchvision.io.decode_jpeg '
                                       'on CUDA); CPU decoding where CUDA or the codec is absent')
     bad_image_policy: str = setting("skip", 'a corrupt training image: "skip" (warn, count, use another) or "error"')
-    random_flip: bool = setting(True, 'horizontal-flip augmentation during training')
+    random_flip: bool = setting(True, 'horizontal-flip augmentation during training (false drops "flip" from augment)')
+    augment: list[str] = setting(["flip:0.5"], 'training augmentation in order, "name:probability[:strength]" items '
+                                               'of flip crop jitter grey blur lowres erase, e.g. flip:0.5,lowres:0.2 '
+                                               '(README "Augmentation"; python -m Datasets.augment --preview)')
 
-    backbone: str = setting("MobileFaceNet", 'a name from Backbones (see `python -m Backbones --list`)',
+    backbone: str = setting("MobileFaceNet", 'a name from Backbones (see `python -m Backbones --list`), or '
+                                             'timm:<model> for any timm image model',
                             section="model")
     embedding_size: int = setting(0, "embedding dimension; 0 -> the backbone's default (MobileFaceNet 128, *_IR 512)")
     dropout: float = setting(0.0, 'dropout before the embedding FC of the IR networks (insightface uses 0.0 / 0.4)')
+    activation_checkpointing: bool = setting(False, 'recompute each IR unit / ViT block in the backward pass instead '
+                                                    'of storing its activations: less memory, ~1 extra forward '
+                                                    '(BENCHMARKS.md)')
 
     head: str = setting("ArcFace", 'a name from Heads: Softmax ArcFace CosFace SphereFace CombinedMargin '
-                                   'CurricularFace AdaFace SubCenterArcFace', section="head (margin)")
+                                   'CurricularFace AdaFace SubCenterArcFace MagFace ElasticArcFace[Plus] '
+                                   'ElasticCosFace[Plus]', section="head (margin)")
     scale: float = setting(32.0, "s, the logit scale of normalised heads (the original project's recipes: 32; "
                                  "insightface: 64)")
     margin: float = setting(0.5, 'm: ArcFace/SubCenter/CurricularFace angular margin, CosFace cosine margin, AdaFace m')
@@ -96,6 +104,12 @@ class Config:
     subcenters: int = setting(3, 'SubCenterArcFace: centres per class (K)')
     adaface_h: float = setting(0.333, 'AdaFace: concentration of the norm-adaptive margin')
     adaface_t_alpha: float = setting(0.01, 'AdaFace: EMA rate of the batch norm statistics')
+    magface_norm_range: list[float] = setting([10.0, 110.0], 'MagFace: [l_a, u_a], the embedding norms between which '
+                                                             'the margin rises (and a is clipped)')
+    magface_margin_range: list[float] = setting([0.45, 0.8], 'MagFace: [l_m, u_m], the margins at norms l_a and u_a')
+    magface_lambda_g: float = setting(35.0, 'MagFace: weight of the norm regulariser g(a) = 1/a + a/u_a^2 in the loss')
+    elastic_sigma: float = setting(0.05, 'ElasticFace: std of the per-sample margins drawn from N(margin, sigma) '
+                                         '(the paper: 0.05; 0.0175 Arc+ / 0.025 Cos+)')
 
     epochs: int = setting(4, 'passes over the training set', section="optimisation")
     batch_size: int = setting(64, 'global batch size (split across GPUs / ranks)')

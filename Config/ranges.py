@@ -57,7 +57,10 @@ BOOL = anything("true or false")
 _ANGLE = (0.0, math.pi / 2, True, True, "(0, pi/2)")
 MARGIN_RANGES: dict[str, tuple] = {"ArcFace": _ANGLE, "SubCenterArcFace": _ANGLE, "CurricularFace": _ANGLE,
                                    "CosFace": (0.0, 1.0, True, True, "(0, 1)"),
-                                   "AdaFace": (0.0, 1.0, True, True, "(0, 1)")}
+                                   "AdaFace": (0.0, 1.0, True, True, "(0, 1)"),
+                                   "ElasticArcFace": _ANGLE, "ElasticArcFacePlus": _ANGLE,
+                                   "ElasticCosFace": (0.0, 1.0, True, True, "(0, 1)"),
+                                   "ElasticCosFacePlus": (0.0, 1.0, True, True, "(0, 1)")}
 
 
 def _margin_ok(v, cfg) -> bool:
@@ -112,6 +115,8 @@ RULES: dict[str, Rule] = {
     "gpu_decode": BOOL,
     "bad_image_policy": CHOICE,
     "random_flip": BOOL,
+    "augment": anything("'name:probability[:strength]' items (names and values checked by Datasets.augment)"),
+    "activation_checkpointing": BOOL,
     # model
     "backbone": CHOICE,
     "embedding_size": at_least(0),
@@ -121,6 +126,11 @@ RULES: dict[str, Rule] = {
     "scale": above(0),
     "margin": Rule(_margin_ok, _margin_text),
     "easy_margin": BOOL,
+    "magface_norm_range": _rule(lambda v: len(v) == 2 and 0 < v[0] < v[1], "[l_a, u_a] with 0 < l_a < u_a"),
+    "magface_margin_range": _rule(lambda v: len(v) == 2 and 0 <= v[0] <= v[1] < math.pi / 2,
+                                  "[l_m, u_m] with 0 <= l_m <= u_m < pi/2"),
+    "magface_lambda_g": at_least(0),
+    "elastic_sigma": at_least(0),
     "combined_margins": _rule(_combined_ok, "[m1 > 0, m2 in [0, pi/2), m3 in [0, 1)]"),
     "sphereface_m": at_least(1),
     "sphereface_lambda": _rule(lambda v: len(v) == 4 and min(v) >= 0, "[base, min, gamma, power], each >= 0"),

@@ -19,6 +19,7 @@ __all__ = ["HeadOutput", "MarginHead", "check_labels"]
 class HeadOutput(NamedTuple):
     logits: torch.Tensor  # (N, C) float32, margin applied and scaled: feed to cross-entropy
     cosine: torch.Tensor  # (N, C) float32 margin-free score: its argmax is the prediction (train accuracy)
+    regulariser: torch.Tensor | None = None  # scalar added to the cross-entropy (MagFace's g(a)); None: nothing
 
 
 def check_labels(labels: torch.Tensor, num_classes: int) -> None:
@@ -77,13 +78,18 @@ class MarginHead(nn.Module):
         """Turn float32 cosines into logits (scale included). `norms` are the embedding norms, (N, 1)."""
         raise NotImplementedError
 
+    def regulariser(self, norms: torch.Tensor) -> torch.Tensor | None:
+        """A loss term of the embedding norms (N, 1) added to the cross-entropy, or None (most heads)."""
+        return None
+
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> HeadOutput:
         check_labels(labels, self.num_classes)
         cos = self.cosine(embeddings)
         with _no_autocast(cos.device.type):
             norms = embeddings.float().norm(dim=1, keepdim=True)
             logits = self.margin(cos, labels, norms)
-        return HeadOutput(logits, cos.detach())
+            regulariser = self.regulariser(norms)
+        return HeadOutput(logits, cos.detach(), regulariser)
 
 
 def target_mask(cos: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -48,6 +48,23 @@ class _AllGather(torch.autograd.Function):
         return grad.chunk(world, 0)[rank] * world
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """all_reduce (sum) whose backward is the all-reduced gradient: every rank's use of the sum sends its gradient
+    back to the rank whose value made it (here: the target cosine, from the rank owning the class)."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        out = tensor.detach().clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate `tensor` (equal shapes on all ranks) over ranks, rank order; identity in a single process."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
@@ -164,6 +181,11 @@ class PartialFC(nn.Module):
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean loss over the global batch, number of rows whose best sampled centre is their own class)."""
+        # a norm regulariser (MagFace) on this rank's rows, before the gather: its local mean, averaged over ranks
+        # by DDP like any backbone gradient, is the global mean's gradient (on the gathered rows it would count
+        # world_size times through the all-gather's backward)
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            regulariser = self.head.regulariser(embeddings.float().norm(dim=1, keepdim=True))
         embeddings = gather_with_grad(embeddings)
         labels = _gather_plain(labels.long())
         index, target = self.sample(labels)
@@ -177,6 +199,8 @@ class PartialFC(nn.Module):
             norms = embeddings.float().norm(dim=1, keepdim=True)
             logits = self._apply_margin(cos, target, norms)
             loss = DistCrossEntropy.apply(logits, target)
+            if regulariser is not None:
+                loss = loss + regulariser
         correct = self._correct(cos.detach(), index, target, labels)
         return loss, correct
 
@@ -185,15 +209,17 @@ class PartialFC(nn.Module):
 
         margin() needs a target per row; an extra last column holding that row's true target cosine (all-reduced
         from the owning rank) serves, so statistics such as CurricularFace's t or AdaFace's norm EMA see the same
-        values on every rank. The column is dropped afterwards: the target logit counts once, on its owner.
+        values on every rank, and carries its gradient back to the owner. The column is dropped afterwards: the target
+        logit counts once, on its owner.
         """
         owned = target >= 0
         own_cos = torch.where(owned, cos.gather(1, target.clamp_min(0)[:, None]).squeeze(1),
                               torch.zeros_like(cos[:, 0]))
         if _distributed():
-            own_cos = own_cos.detach().clone()
-            dist.all_reduce(own_cos)
-        padded = torch.cat([cos, own_cos.detach()[:, None]], dim=1)
+            # with its gradient: a head whose other logits depend on the target cosine differentiably gets, on the
+            # owning rank, the gradient every rank's logits send through the stand-in (as in one process)
+            own_cos = _AllReduceSum.apply(own_cos)
+        padded = torch.cat([cos, own_cos[:, None]], dim=1)
         stand_in = torch.where(owned, target, torch.full_like(target, cos.shape[1]))
         logits = self.head.margin(padded, stand_in, norms)
         return logits[:, :-1]

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..augment import Augment
 from ..errors import BadImageWarning, DataFormatError
 from ..transforms import decode_image, normalize_image
 
@@ -30,18 +31,23 @@ class FaceTrainDataset(Dataset):
         num_classes: identities; labels must lie in [0, num_classes).
         input_hw: network input (H, W).
         color_order: "RGB" or "BGR" (channel order the network sees).
-        random_flip: horizontal flip with probability 0.5.
+        random_flip: horizontal flip with probability 0.5 (used when `augment` is None).
         bad_image_policy: "skip" (warn, count, use another sample) or "error".
+        augment: recipe of Datasets.augment ops ("flip:0.5,lowres:0.2"); None -> flip only, per `random_flip`.
+        seed: run seed; with the epoch and the sample index it seeds each sample's augmentation.
     """
 
     def __init__(self, num_classes: int, input_hw=(112, 112), color_order: str = "RGB", random_flip: bool = True,
-                 bad_image_policy: str = "skip"):
+                 bad_image_policy: str = "skip", augment: list[str] | str | None = None, seed: int = 0):
         if bad_image_policy not in ("skip", "error"):
             raise ValueError(f"bad_image_policy must be 'skip' or 'error', got '{bad_image_policy}'")
         self.num_classes = int(num_classes)
         self.input_hw = (int(input_hw[0]), int(input_hw[1]))
         self.color_order = color_order
         self.random_flip = bool(random_flip)
+        if augment is None:
+            augment = ["flip:0.5"] if random_flip else []
+        self.augment = Augment(augment, self.input_hw, seed)
         self.bad_image_policy = bad_image_policy
         self._bad: set[int] = set()  # per process: indices already found unreadable
 
@@ -65,19 +71,28 @@ class FaceTrainDataset(Dataset):
             return None, label, f"{name}: {type(exc).__name__}: {exc}"
         return img, label, name
 
+    def _augmented(self, img: Image.Image, index: int) -> torch.Tensor:
+        if not self.augment:
+            return normalize_image(img, self.input_hw, self.color_order)
+        h, w = self.input_hw
+        if img.size != (w, h):
+            img = img.resize((w, h), Image.BILINEAR)
+        chw = torch.from_numpy(np.asarray(img).transpose(2, 0, 1).copy())
+        hwc = self.augment(chw, index).permute(1, 2, 0).contiguous().numpy()
+        return normalize_image(hwc, self.input_hw, self.color_order)
+
     def __getitem__(self, index: int):
         n = len(self)
-        index = int(index)
         n_bad = 0
         for attempt in range(_MAX_REPLACEMENTS):
-            i = (index + attempt * _STRIDE) % n
+            i = (int(index) + attempt * _STRIDE) % n
             if i in self._bad:
                 continue
             img, label, what = self._decode(i)
             if img is not None:
-                if self.random_flip and torch.rand(()) < 0.5:
-                    img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-                return normalize_image(img, self.input_hw, self.color_order), int(label), n_bad
+                # seeded by the requested index (it carries the epoch), not the replacement's: a resumed run
+                # draws the same whatever files were skipped
+                return self._augmented(img, index), int(label), n_bad
             if self.bad_image_policy == "error":
                 raise DataFormatError(f"unreadable training image {what} (bad_image_policy='error')")
             self._bad.add(i)
@@ -88,6 +103,8 @@ class FaceTrainDataset(Dataset):
 
 
 def dataset_kwargs(cfg) -> dict:
-    """The FaceTrainDataset arguments a Config sets (input size, colour order, flip, bad-image policy)."""
+    """The FaceTrainDataset arguments a Config sets (input size, colour order, augmentation, bad-image policy)."""
+    # random_flip=false (the older switch) still turns the flip off, whatever the recipe says
+    augment = [a for a in cfg.augment if cfg.random_flip or a.split(":")[0] != "flip"]
     return dict(input_hw=cfg.input_hw, color_order=cfg.color_order, random_flip=cfg.random_flip,
-                bad_image_policy=cfg.bad_image_policy)
+                bad_image_policy=cfg.bad_image_policy, augment=augment, seed=cfg.seed)

@@ -71,6 +71,8 @@ def forward_loss(comp: Components, images: torch.Tensor, labels: torch.Tensor):
         return loss, correct, labels.numel() * comp.ctx.world_size
     out = comp.model(images, labels)
     loss = F.cross_entropy(out.logits, labels)
+    if out.regulariser is not None:  # MagFace's g(a)
+        loss = loss + out.regulariser
     correct = (out.cosine.argmax(dim=1) == labels).sum()
     return loss, correct, labels.numel()
 

@@ -13,6 +13,8 @@ from typing import Iterator
 import torch
 from torch.utils.data import Sampler
 
+from Datasets.augment import EpochIndex
+
 __all__ = ["ResumableSampler"]
 
 
@@ -58,7 +60,8 @@ class ResumableSampler(Sampler[int]):
         return perm[self.rank:total:self.world_size]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.order()[self.position:])
+        # EpochIndex: persistent loader workers learn the epoch (for the per-sample augmentation seed) from the index
+        return (EpochIndex(i, self.epoch) for i in self.order()[self.position:])
 
     def __len__(self) -> int:
         return self.per_rank - self.position
