@@ -71,7 +71,8 @@ class Config:
     input_size: list[int] = setting([112, 112], 'network input [height, width]; [112, 96] too')
     num_workers: int = setting(2, 'DataLoader worker processes')
     persistent_workers: bool = setting(True, 'keep the DataLoader workers alive across epochs (no restart cost per '
-                                             'epoch; a resumed run then draws other flips than an unbroken one)')
+                                             'epoch; the sampler hands each index its epoch, so the augmentation '
+                                             'still changes per epoch)')
     prefetch_factor: int = setting(2, 'batches each DataLoader worker prepares ahead (with num_workers > 0)')
     gpu_decode: bool = setting(False, 'decode the JPEGs of .rec / folder sets on the GPU (torchvision.io.decode_jpeg '
                                       'on CUDA); CPU decoding where CUDA or the codec is absent')

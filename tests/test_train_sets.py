@@ -78,3 +78,17 @@ def test_bad_entries_name_the_key(tmp_path):
         validate(Config(train_sets=["rec:/x"], train_root="/y"))
     with pytest.raises(DataPathError, match=r"train_sets 'rec:/nonexistent': train_root: no such file or directory"):
         build_train_dataset(validate(Config(train_sets=["rec:/nonexistent"])))
+
+
+def test_the_union_passes_the_epoch_on_to_each_sets_augmentation(tmp_path, two_sets):
+    # persistent loader workers learn the epoch only from the index: the union must hand it to the member set
+    from Datasets.augment import EpochIndex
+    entries, _, _ = two_sets
+    kw = dict(input_size=[32, 32], augment=["flip:0.5", "jitter:1.0:0.8"])
+    ds = build_train_dataset(validate(Config(train_sets=entries, **kw)))
+    b = build_train_dataset(validate(Config(train_format="folder", train_root=entries[1][7:], **kw)))
+    for epoch in (0, 3):
+        for i in range(10):
+            assert np.array_equal(ds[EpochIndex(8 + i, epoch)][0].numpy(), b[EpochIndex(i, epoch)][0].numpy())
+    assert any(not np.array_equal(ds[EpochIndex(8 + i, 0)][0].numpy(), ds[EpochIndex(8 + i, 3)][0].numpy())
+               for i in range(10))

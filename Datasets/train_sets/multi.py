@@ -11,6 +11,7 @@ import dataclasses
 import numpy as np
 from torch.utils.data import Dataset
 
+from ..augment import EpochIndex
 from ..errors import DataPathError
 from .base import FaceTrainDataset
 
@@ -57,7 +58,8 @@ class ConcatTrainSets(Dataset):
 
     def __getitem__(self, index: int):
         k, i = self.locate(int(index))
-        item = self.sets[k][i]
+        # the member seeds its augmentation from the epoch the sampler's index carries: keep it
+        item = self.sets[k][EpochIndex(i, getattr(index, "epoch", 0))]
         return (item[0], int(item[1]) + int(self.class_offsets[k])) + tuple(item[2:])
 
     def labels(self) -> np.ndarray:
