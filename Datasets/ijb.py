@@ -56,9 +56,12 @@ def _lines(path: Path):
 
 def _number(kind, text: str, path: Path, n: int, what: str):
     try:
-        return kind(text)
+        value = kind(text)
     except ValueError:
         raise DataFormatError(f"{path}:{n}: {what} '{text}' is not a number") from None
+    if kind is int and not -2 ** 63 <= value < 2 ** 63:  # ids are stored as int64
+        raise DataFormatError(f"{path}:{n}: {what} '{text}' is out of range")
+    return value
 
 
 def read_tid_mid(path: str | os.PathLike) -> tuple[list[str], np.ndarray, np.ndarray]:
