@@ -15,6 +15,7 @@ shrunken or misread list would not be comparable with published numbers.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -64,9 +65,27 @@ def _number(kind, text: str, path: Path, n: int, what: str):
     return value
 
 
+def _fast_table(path: Path, columns: int, convert, dtype=str):
+    """numpy's C reader over a whitespace table of `columns` columns, `convert`ed; None when it refuses the file (the
+    caller then reads it line by line, to name the line at fault). IJB-C's lists are 0.5M and 15.6M lines: a
+    Python loop over them takes minutes on a busy machine."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an empty file warns; it is refused below
+            table = np.loadtxt(path, dtype=dtype, ndmin=2, comments=None, encoding="utf-8")
+        if table.shape[0] == 0 or table.shape[1] != columns:
+            return None
+        return convert(table)
+    except (ValueError, OverflowError, UnicodeDecodeError):
+        return None
+
+
 def read_tid_mid(path: str | os.PathLike) -> tuple[list[str], np.ndarray, np.ndarray]:
     """`image_name template_id media_id` lines -> (names, template ids int64, media ids int64)."""
     path = Path(path)
+    fast = _fast_table(path, 3, lambda t: (t[:, 0].tolist(), t[:, 1].astype(np.int64), t[:, 2].astype(np.int64)))
+    if fast is not None:
+        return fast
     names, tids, mids = [], [], []
     for n, f in _lines(path):
         if len(f) != 3:
@@ -82,38 +101,51 @@ def read_tid_mid(path: str | os.PathLike) -> tuple[list[str], np.ndarray, np.nda
 def read_landmarks(path: str | os.PathLike) -> tuple[list[str], np.ndarray, np.ndarray]:
     """`image_name x1 y1 ... x5 y5 score` lines -> (names, landmarks float32 (N, 5, 2), detector scores (N,))."""
     path = Path(path)
-    names, pts, scores = [], [], []
-    for n, f in _lines(path):
-        if len(f) != 12:
-            raise DataFormatError(f"{path}:{n}: expected an image name, 10 landmark coordinates and a detector "
-                                  f"score (12 fields), got {len(f)}")
-        names.append(f[0])
-        pts.append([_number(float, t, path, n, "landmark coordinate") for t in f[1:11]])
-        scores.append(_number(float, f[11], path, n, "detector score"))
-    if not names:
-        raise DataFormatError(f"{path}: no images listed")
-    values = np.asarray(pts, dtype=np.float32)
+    fast = _fast_table(path, 12, lambda t: (t[:, 0].tolist(), t[:, 1:11].astype(np.float32),
+                                            t[:, 11].astype(np.float32)))
+    if fast is not None:
+        names, values, scores = fast
+    else:
+        names, pts, scores = [], [], []
+        for n, f in _lines(path):
+            if len(f) != 12:
+                raise DataFormatError(f"{path}:{n}: expected an image name, 10 landmark coordinates and a detector "
+                                      f"score (12 fields), got {len(f)}")
+            names.append(f[0])
+            pts.append([_number(float, t, path, n, "landmark coordinate") for t in f[1:11]])
+            scores.append(_number(float, f[11], path, n, "detector score"))
+        if not names:
+            raise DataFormatError(f"{path}: no images listed")
+        values, scores = np.asarray(pts, dtype=np.float32), np.asarray(scores, dtype=np.float32)
     bad = ~np.isfinite(values).all(1)
     if bad.any():
         raise DataFormatError(f"{path}: image {names[int(np.argmax(bad))]}: landmark coordinates are not finite")
-    return names, values.reshape(-1, 5, 2), np.asarray(scores, dtype=np.float32)
+    return names, values.reshape(-1, 5, 2), scores
 
 
-def read_template_pairs(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`t1 t2 label` lines -> (template ids 1, template ids 2, labels bool). Line numbers are not kept (15.6M
-    pairs): `load_ijb` finds the line again only when it has an error to report."""
-    path = Path(path)
+def _read_pairs_by_line(path: Path) -> np.ndarray:
+    """The slow reading, one line at a time: used only to name the line at fault when the fast one fails."""
     rows = []
     for n, f in _lines(path):
         if len(f) != 3:
             raise DataFormatError(f"{path}:{n}: expected 'template_id_1 template_id_2 label', got {len(f)} fields")
-        label = _number(int, f[2], path, n, "label")
-        if label not in (0, 1):
-            raise DataFormatError(f"{path}:{n}: label must be 0 or 1, got {f[2]}")
-        rows.append((_number(int, f[0], path, n, "template id"), _number(int, f[1], path, n, "template id"), label))
+        rows.append((_number(int, f[0], path, n, "template id"), _number(int, f[1], path, n, "template id"),
+                     _number(int, f[2], path, n, "label")))
     if not rows:
         raise DataFormatError(f"{path}: no template pairs listed")
-    arr = np.asarray(rows, dtype=np.int64)
+    return np.asarray(rows, dtype=np.int64)
+
+
+def read_template_pairs(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`t1 t2 label` lines -> (template ids 1, template ids 2, labels bool)."""
+    path = Path(path)
+    arr = _fast_table(path, 3, lambda t: t, dtype=np.int64)  # read as numbers directly: 8x faster
+    if arr is None:
+        arr = _read_pairs_by_line(path)
+    bad = (arr[:, 2] != 0) & (arr[:, 2] != 1)
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise DataFormatError(f"{path}:{_pair_line(path, k)}: label must be 0 or 1, got {arr[k, 2]}")
     return arr[:, 0], arr[:, 1], arr[:, 2].astype(bool)
 
 

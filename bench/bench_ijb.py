@@ -1,5 +1,6 @@
-"""IJB-C 1:1 scoring at full size: time and peak memory of the chunked template-pair scoring against a naive
-full gather, from random features (23,124 templates x 512-d, 15,658,489 pairs with IJB-C's 19,557 genuine ones).
+"""IJB-C 1:1 at full size: time and peak memory of the chunked template-pair scoring against a naive full
+gather, from random features (23,124 templates x 512-d, 15,658,489 pairs with IJB-C's 19,557 genuine ones), and of
+pooling 469,375 image features into the templates.
 
     python bench/bench_ijb.py                       # full size; the naive gather on 1/32 of the pairs
     python bench/bench_ijb.py --naive_fraction=0.01 --chunk_size=50000
@@ -22,9 +23,10 @@ import numpy as np  # noqa: E402
 
 from bench.bench_megaface import PeakRSS  # noqa: E402
 from bench.common import command_line, machine_line, print_table  # noqa: E402
+from Utils.evaluation.ijb.templates import get_pooling, image_features, pool_templates  # noqa: E402
 from Utils.evaluation.ijb.verify11 import evaluate_1to1, pair_scores  # noqa: E402
 
-IJBC_TEMPLATES, IJBC_PAIRS, IJBC_GENUINE = 23_124, 15_658_489, 19_557
+IJBC_IMAGES, IJBC_TEMPLATES, IJBC_PAIRS, IJBC_GENUINE = 469_375, 23_124, 15_658_489, 19_557
 
 
 def _measure(fn):
@@ -37,6 +39,7 @@ def _measure(fn):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", type=int, default=IJBC_IMAGES, help="images pooled into the templates (0: skip)")
     p.add_argument("--templates", type=int, default=IJBC_TEMPLATES)
     p.add_argument("--pairs", type=int, default=IJBC_PAIRS)
     p.add_argument("--dim", type=int, default=512)
@@ -61,11 +64,24 @@ def main() -> None:
     naive, t_naive, m_naive = _measure(lambda: np.einsum("ij,ij->i", feats[r1[:n_sub]], feats[r2[:n_sub]]))
     assert np.allclose(naive, sub_chunked, atol=1e-5) and np.allclose(sub_chunked, chunked[:n_sub], atol=1e-6)
 
+    pool_rows = []
+    if args.images:
+        # image + flip embeddings as the cache holds them, ~3 images per media, templates of random size
+        emb = rng.standard_normal((args.images, args.dim), dtype=np.float32)
+        flip = rng.standard_normal((args.images, args.dim), dtype=np.float32)
+        tids = np.sort(rng.integers(0, args.templates, args.images))
+        mids = np.arange(args.images) // 3
+        pooling = get_pooling("media")
+        _, t_pool, m_pool = _measure(lambda: pool_templates(image_features(emb, flip, pooling), tids, mids, pooling))
+        pool_rows = [["image features + media/template pooling", f"{args.images:,} images", f"{t_pool:.2f}",
+                      f"{m_pool:.3f}"]]
+        del emb, flip
+
     scale = args.pairs / n_sub
     print(f"# {machine_line()}\n# {command_line()}\n# {args.templates:,} templates x {args.dim}-d, "
           f"{args.pairs:,} pairs ({int(same.sum()):,} genuine); chunk {args.chunk_size:,} pairs; "
           f"naive on {n_sub:,} pairs; measured under load\n")
-    print_table(["step", "pairs", "seconds", "peak RSS above inputs (GB)"], [
+    print_table(["step", "pairs", "seconds", "peak RSS above inputs (GB)"], pool_rows + [
         ["chunked scoring (pair_scores)", f"{args.pairs:,}", f"{t_chunk:.2f}", f"{m_chunk:.3f}"],
         ["TAR@FAR + AUC (sklearn roc_curve)", f"{args.pairs:,}", f"{t_roc:.2f}", f"{m_roc:.3f}"],
         ["chunked scoring", f"{n_sub:,}", f"{t_sub_chunk:.2f}", f"{m_sub_chunk:.3f}"],

@@ -40,10 +40,17 @@ def get_pooling(name: str) -> Pooling:
     return POOLINGS.get(name)
 
 
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Rows divided by their L2 norm; an all-zero row stays zero (as sklearn.preprocessing.normalize leaves it)."""
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norm > 0, norm, 1.0).astype(x.dtype)
+def l2_normalize(x: np.ndarray, in_place: bool = False) -> np.ndarray:
+    """Rows divided by their L2 norm; an all-zero row stays zero (as sklearn.preprocessing.normalize leaves it).
+
+    The norms come from einsum, which makes no squared copy of x (0.96 GB for IJB-C's 469,375 x 512 features).
+    """
+    norm = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
+    norm = np.where(norm > 0, norm, 1.0).astype(x.dtype)
+    if in_place:
+        x /= norm
+        return x
+    return x / norm
 
 
 def image_features(emb: np.ndarray, emb_flip: np.ndarray | None, pooling: Pooling,
@@ -52,8 +59,8 @@ def image_features(emb: np.ndarray, emb_flip: np.ndarray | None, pooling: Poolin
     the detector score when `scores` is given - insightface's order of the three steps."""
     feats = np.asarray(emb, dtype=np.float32)
     feats = feats + np.asarray(emb_flip, dtype=np.float32) if emb_flip is not None else feats.copy()
-    if pooling.normalize_images:
-        feats = l2_normalize(feats)
+    if pooling.normalize_images:  # in place from here on: one feature-sized array in memory, not three
+        l2_normalize(feats, in_place=True)
     if scores is not None:
         feats *= np.asarray(scores, dtype=np.float32)[:, None]
     return feats
@@ -84,10 +91,12 @@ def pool_templates(feats: np.ndarray, templates: np.ndarray, medias: np.ndarray,
         _, m_index = np.unique(medias, return_inverse=True)
         key = t_index.astype(np.int64) * (int(m_index.max()) + 1) + m_index
         keys, g_index, g_counts = np.unique(key, return_inverse=True, return_counts=True)
-        media_means = _group_sums(feats, g_index, len(keys)) / g_counts[:, None]
+        media_means = _group_sums(feats, g_index, len(keys))
+        media_means /= g_counts[:, None]
         g_template = keys // (int(m_index.max()) + 1)
         pooled = _group_sums(media_means, g_template, len(tids))
     else:
         counts = np.bincount(t_index, minlength=len(tids))
-        pooled = _group_sums(feats, t_index, len(tids)) / counts[:, None]
-    return tids, l2_normalize(pooled).astype(np.float32)
+        pooled = _group_sums(feats, t_index, len(tids))
+        pooled /= counts[:, None]
+    return tids, l2_normalize(pooled, in_place=True).astype(np.float32)
