@@ -98,7 +98,7 @@ def save_1toN(res: dict, output_dir: str | os.PathLike, stem: str, plots: bool =
         fig, ax = new_figure()
         curves = {f"{g} (open set)": r["cmc"] for g, r in res["open_set"].items()}
         if res.get("closed_set_insightface"):
-            curves["G1+G2 (closed set)"] = res["closed_set_insightface"]["cmc"]
+            curves[f"{'+'.join(res['open_set'])} joined (closed set)"] = res["closed_set_insightface"]["cmc"]
         for label, cmc in curves.items():
             ax.plot(range(1, len(cmc) + 1), [100 * v for v in cmc], marker="o", ms=3, label=label)
         ax.set_xlabel("rank")

@@ -66,19 +66,28 @@ def image_features(emb: np.ndarray, emb_flip: np.ndarray | None, pooling: Poolin
     return feats
 
 
+_BLOCK_ROWS = 32_768  # rows cast to float64 at a time (reduceat with dtype= would cast the whole input at once)
+
+
 def _group_sums(feats: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
     """Sum of the rows of each group, accumulated in float64, by np.add.reduceat over runs of equal group ids.
 
-    The lists come sorted by template (and media), so usually no reordered copy of the features is made at all.
+    Rows are taken in blocks of whole groups, so memory beyond the output is one block, never a float64 or
+    reordered copy of all the features (the lists come sorted by template and media, so usually no reordering).
     """
-    if np.all(groups[1:] >= groups[:-1]):
-        rows, sorted_groups = feats, groups
-    else:
-        order = np.argsort(groups, kind="stable")
-        rows, sorted_groups = feats[order], groups[order]
+    order = None if np.all(groups[1:] >= groups[:-1]) else np.argsort(groups, kind="stable")
+    sorted_groups = groups if order is None else groups[order]
     starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
-    sums = np.add.reduceat(rows, starts, axis=0, dtype=np.float64)
-    assert len(sums) == n_groups
+    assert len(starts) == n_groups
+    ends = np.r_[starts[1:], len(groups)]
+    sums = np.empty((n_groups, feats.shape[1]), dtype=np.float64)
+    g = 0
+    while g < n_groups:
+        h = max(g + 1, int(np.searchsorted(starts, starts[g] + _BLOCK_ROWS, side="left")))
+        lo, hi = starts[g], ends[h - 1]
+        block = feats[lo:hi] if order is None else feats[order[lo:hi]]
+        sums[g:h] = np.add.reduceat(block.astype(np.float64), starts[g:h] - lo, axis=0)
+        g = h
     return sums
 
 
