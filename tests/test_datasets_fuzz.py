@@ -146,3 +146,34 @@ def test_fuzz_pair_files(tmp_path, kind):
 
     n, outcomes = run_fuzz(rng, BUDGET_S / 2, make, read)
     assert n >= 150 and outcomes["error"] > 0, (n, outcomes)
+
+
+def test_fuzz_ijb_meta(tmp_path):
+    from Datasets.ijb import load_ijb, load_ijb_1n
+
+    rng = np.random.default_rng(11)
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "loose_crop").mkdir()
+    names = [f"{k}.jpg" for k in range(12)]
+    good = {
+        "ijbc_face_tid_mid.txt": "".join(f"{n} {1 + k // 3} {k // 2}\n" for k, n in enumerate(names)),
+        "ijbc_name_5pts_score.txt": "".join(n + " " + " ".join(f"{40 + 3 * j + k:.3f}" for j in range(10))
+                                            + " 0.9\n" for k, n in enumerate(names)),
+        "ijbc_template_pair_label.txt": "".join(f"{a} {b} {int(a == b)}\n" for a in range(1, 5) for b in range(a, 5)),
+        "ijbc_1N_probe_mixed.csv": "TEMPLATE_ID,SUBJECT_ID,FILENAME\n1,1,0.jpg\n2,2,3.jpg\n",
+        "ijbc_1N_gallery_G1.csv": "TEMPLATE_ID,SUBJECT_ID,FILENAME\n3,1,6.jpg\n",
+        "ijbc_1N_gallery_G2.csv": "TEMPLATE_ID,SUBJECT_ID,FILENAME\n4,2,9.jpg\n",
+    }
+
+    def make(rng):
+        bad = list(good)[int(rng.integers(len(good)))]
+        for name, text in good.items():
+            data = mutate(rng, text.encode()) if name == bad else text.encode()
+            (tmp_path / "meta" / name).write_bytes(data)
+
+    def read():
+        meta = load_ijb(tmp_path, "IJBC")
+        load_ijb_1n(tmp_path, "IJBC", meta.templates)
+
+    n, outcomes = run_fuzz(rng, BUDGET_S, make, read)
+    assert n >= 60 and outcomes["error"] > 0 and outcomes["ok"] > 0, (n, outcomes)  # six files written a try
