@@ -29,7 +29,9 @@ def _write_bin(path: Path, n_pairs: int, seed: int) -> None:
     for k in range(n_pairs):
         same = bool(rng.integers(0, 2)) if k > 1 else k == 0  # both kinds present
         a = rng.integers(0, 256, (112, 112, 3), dtype=np.uint8)
-        b = a if same else rng.integers(0, 256, (112, 112, 3), dtype=np.uint8)
+        other = rng.integers(0, 256, (112, 112, 3), dtype=np.uint8)
+        w = rng.uniform(0.1, 0.7) if same else 0.0  # same pairs share part of one face: scores overlap the others'
+        b = (w * a + (1 - w) * other).astype(np.uint8)
         for img in (a, b):
             noisy = np.clip(img.astype(int) + rng.integers(-40, 41, img.shape), 0, 255).astype(np.uint8)
             buf = io.BytesIO()
