@@ -9,6 +9,10 @@ layout.
 - CFP-FP: `Protocol/Split/FP/01..10/{same,diff}.txt` hold `i,j` lines indexing `Protocol/Pair_list_F.txt`
   (frontal) and `Pair_list_P.txt` (profile); FF pairs index the frontal list twice. Image paths in the pair lists
   are relative to the Protocol folder (`../Data/Images/...`).
+- CALFW / CPLFW (`pairs_CALFW.txt`, `pairs_CPLFW.txt`): two consecutive lines per pair, `image_name label`. The
+  rule applied: a pair whose two labels are nonzero is a matched pair, two zeros a mismatched one; a pair whose two
+  labels differ is an error (it means the lines are out of step). 10 contiguous folds (600 pairs each for 6,000), as
+  in their .bin. Images are looked up in the `aligned images` folder next to the list when there is one.
 Every parse error names the file and line.
 """
 from __future__ import annotations
@@ -22,7 +26,7 @@ import numpy as np
 from .errors import DataFormatError
 
 __all__ = ["PairList", "contiguous_folds", "read_lfw_pairs", "read_path_pairs", "read_cfp_protocol", "read_pairs",
-           "is_cfp_protocol", "write_lfw_pairs", "write_path_pairs"]
+           "is_cfp_protocol", "read_calfw_pairs", "is_calfw_pairs", "write_lfw_pairs", "write_path_pairs"]
 
 
 @dataclass
@@ -211,6 +215,54 @@ def read_cfp_protocol(path: str | os.PathLike) -> PairList:
                     base=str(protocol), lines=where)
 
 
+CALFW_IMAGE_FOLDERS = ("aligned images", "aligned_images")  # as CALFW / CPLFW ship, and without the space
+
+
+def _name_label(line: str) -> tuple[str, int] | None:
+    parts = line.split()
+    if len(parts) != 2:
+        return None
+    try:
+        return parts[0], int(parts[1])
+    except ValueError:
+        return None
+
+
+def is_calfw_pairs(first_line: str) -> bool:
+    """A CALFW / CPLFW list starts with `image_name label` (a name that is not a number)."""
+    nl = _name_label(first_line)
+    return nl is not None and _header_ints(first_line) is None
+
+
+def read_calfw_pairs(path: str | os.PathLike) -> PairList:
+    """CALFW / CPLFW native pair lists (see the module docstring for the label rule)."""
+    path = str(path)
+    rows = [(n, ln) for n, ln in enumerate(_read_lines(path), 1) if ln.strip()]
+    if not rows:
+        raise DataFormatError(f"{path}: empty pairs file")
+    if len(rows) % 2:
+        raise DataFormatError(f"{path}: {len(rows)} lines; a CALFW/CPLFW list has two lines per pair")
+    parsed = []
+    for n, ln in rows:
+        nl = _name_label(ln)
+        if nl is None or nl[1] < 0:
+            raise DataFormatError(f"{path}:{n}: expected 'image_name label' (label >= 0), got '{ln[:80]}'")
+        parsed.append(nl)
+    left, right, same, where = [], [], [], []
+    for k in range(0, len(parsed), 2):
+        (a, la), (b, lb) = parsed[k], parsed[k + 1]
+        if la != lb:
+            raise DataFormatError(f"{path}:{rows[k + 1][0]}: label {lb} differs from the pair's first line "
+                                  f"({path}:{rows[k][0]}, label {la}); the two lines of a pair carry one label")
+        left.append(a)
+        right.append(b)
+        same.append(la != 0)
+        where.append(f"{path}:{rows[k][0]}")
+    base = next((str(Path(path).parent / d) for d in CALFW_IMAGE_FOLDERS if (Path(path).parent / d).is_dir()), "")
+    return PairList(left, right, np.array(same, dtype=np.bool_), contiguous_folds(len(left)), base=base,
+                    lines=where)
+
+
 def read_pairs(path: str | os.PathLike) -> PairList:
     """Read any supported pair layout, chosen by what is on disk (a header line means LFW pairs.txt)."""
     path = str(path)
@@ -220,7 +272,9 @@ def read_pairs(path: str | os.PathLike) -> PairList:
         raise DataFormatError(f"{path}: a folder, but not a CFP Protocol folder; give a pairs file")
     for ln in _read_lines(path):
         if ln.strip():
-            return read_lfw_pairs(path) if _header_ints(ln) is not None else read_path_pairs(path)
+            if _header_ints(ln) is not None:
+                return read_lfw_pairs(path)
+            return read_calfw_pairs(path) if is_calfw_pairs(ln) else read_path_pairs(path)
     raise DataFormatError(f"{path}: empty pairs file")
 
 

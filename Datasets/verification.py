@@ -1,8 +1,9 @@
 """Verification sets: pairs of images with same/different flags and 10 folds, from any supported source.
 
 `load_verification_set(spec, cfg)` takes "synthetic", a path to an insightface .bin, or "pairs_file::image_root"
-(LFW pairs.txt, the original project's two-path lists, or a CFP Protocol folder). Without "::image_root", image
-paths are relative to the pairs file's folder (for CFP, to the Protocol folder, as the dataset ships).
+(LFW pairs.txt, the original project's two-path lists, a CFP Protocol folder, or CALFW / CPLFW `pairs_*.txt`).
+Without "::image_root", image paths are relative to the pairs file's folder (for CFP, to the Protocol folder; for
+CALFW / CPLFW, to the `aligned images` folder beside the list: as the datasets ship).
 Images are normalised as the training images are, unflipped. An image used by several pairs is stored once (LFW's
 6,000 pairs use 7,701 distinct images, not 12,000): `pairs()` gives each pair's two image indices.
 """
@@ -95,4 +96,6 @@ def _set_name(pairs_file: str) -> str:
         return "cfp_ff" if p.name == "FF" else "cfp_fp"
     if p.stem.lower() in ("pairs", "pair", "pair_list", "pairs_list") and p.parent.name:
         return p.parent.name
+    if p.stem.lower().startswith("pairs_"):  # pairs_CALFW.txt -> "calfw", the name of its .bin
+        return p.stem[len("pairs_"):].lower()
     return p.stem

@@ -12,8 +12,8 @@ from tests.conftest import REPO
 
 PRODUCT = ["Config", "Backbones", "Heads", "Datasets", "Utils"]
 ENTRY_SCRIPTS = ["Train.py", "LFW_Evaluation.py", "AgeDB-30_Evaluation.py", "CFP-FP_Evaluation.py",
-                 "MegaFace_Evaluation.py", "Identification_Evaluation.py",
-                 "IJB_Evaluation.py"]
+                 "MegaFace_Evaluation.py", "Identification_Evaluation.py", "IJB_Evaluation.py",
+                 "Verification_Evaluation.py"]
 
 
 def _product_files():

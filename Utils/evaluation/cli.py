@@ -1,11 +1,12 @@
 """What every evaluation command line shares: one flag set for the model, one loader, one error path.
 
     parser = EvalParser(prog, description)       # argparse, but errors are one line
-    add_model_flags(parser)                      # --checkpoint, --batch_size, --device, --amp, --num_workers,
-                                                 # --input_size, --color_order
+    add_model_flags(parser)                      # --checkpoint, --batch_size, --device, --amp, --exact,
+                                                 # --num_workers, --input_size, --color_order
     args = parser.parse_args(argv); check_counts(args)
     loaded = load_model(args)                    # checkpoint -> model on its device + input size + colour order +
                                                  # autocast dtype (the checkpoint's metadata unless a flag overrides)
+                                                 # + whether to take the fast path (not --exact)
     return run_cli(lambda: work(args), ...)      # 0, or 2 after one "error: ..." line, 130 on Ctrl-C
 """
 from __future__ import annotations
@@ -66,11 +67,17 @@ def add_model_flags(group, checkpoint_required: bool = True,
                                            "directory (its last.pt)",
                     device_help: str = "auto, cpu, cuda or cuda:N", amp_help: str = "autocast precision") -> None:
     """The flags of every script that embeds images with a checkpoint: the checkpoint, batch, device, precision,
-    workers, and the input size and colour order that override the checkpoint's metadata."""
+    the fast path or --exact, workers, and the input size and colour order that override the checkpoint's
+    metadata."""
     group.add_argument("--checkpoint", required=checkpoint_required, default="", help=checkpoint_help)
-    group.add_argument("--batch_size", type=int, default=128, help="images per forward pass (each also flipped)")
+    group.add_argument("--batch_size", type=int, default=0,
+                       help="images per forward pass (each also flipped); 0 = chosen for the device (CPU 64, GPU 256)")
     group.add_argument("--device", default="auto", help=device_help)
-    group.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help=amp_help)
+    group.add_argument("--amp", default="auto", choices=["auto", "none", "bf16", "fp16"],
+                       help=f"{amp_help}; auto = bf16 where the device runs it natively, else none")
+    group.add_argument("--exact", action="store_true",
+                       help="the reference path: fp32, NCHW, eager, BN unfolded (ignores --amp). Default: the fast "
+                            "path (BN folded, channels_last, native bf16, compiled on large sets)")
     group.add_argument("--num_workers", type=int, default=2, help="DataLoader worker processes for image decoding")
     group.add_argument("--input_size", default="", help="override the checkpoint's input size: H,W (e.g. 112,96)")
     group.add_argument("--color_order", default="", choices=["", "RGB", "BGR"], help="override the checkpoint's")
@@ -93,7 +100,10 @@ def add_trust_flag(group) -> None:
 
 
 def check_counts(args, at_least_one: tuple[str, ...] = ("batch_size",)) -> None:
-    """Flags that must be >= 1, and --num_workers >= 0: one line naming the flag."""
+    """Flags that must be >= 1 (--batch_size may be 0: the device's default), and --num_workers >= 0: one line
+    naming the flag."""
+    if getattr(args, "batch_size", 1) == 0:
+        at_least_one = tuple(f for f in at_least_one if f != "batch_size")
     for flag in at_least_one:
         if getattr(args, flag) < 1:
             raise CLIError(f"--{flag}: must be >= 1, got {getattr(args, flag)}")
@@ -110,12 +120,13 @@ class LoadedModel:
     color_order: str
     device: torch.device
     amp_dtype: torch.dtype | None
-    amp: str  # the --amp name, for reports
+    amp: str  # the precision actually used ("none", "bf16", "fp16"), for reports
+    fast: bool = True  # the fast path (fast_inference.FastModel); False under --exact
 
     def describe(self) -> str:
         h, w = self.input_hw
         return (f"model {self.meta['backbone']} ({self.meta['embedding_size']}-d, input {h}x{w} {self.color_order}) "
-                f"on {self.device}, amp={self.amp}")
+                f"on {self.device}, amp={self.amp}, {'fast path' if self.fast else 'exact (fp32 NCHW eager)'}")
 
 
 def check_checkpoint(args) -> None:
@@ -131,11 +142,16 @@ def load_model(args) -> LoadedModel:
     and the autocast dtype of --amp."""
     check_checkpoint(args)
     device = resolve_device(args.device)
-    amp_dtype = autocast_dtype(args.amp, device, key="--amp")
+    if getattr(args, "batch_size", None) == 0:  # 0 = the device's default, resolved once for every later use
+        from .fast_inference import default_batch_size
+        args.batch_size = default_batch_size(device)
+    exact = bool(getattr(args, "exact", False))
+    amp_dtype = None if exact else autocast_dtype(args.amp, device, key="--amp")
     model, meta = load_backbone(args.checkpoint, device, trust=args.trust_checkpoint)
     hw = parse_input_size(args.input_size) if args.input_size else [int(v) for v in meta["input_size"]]
     color = args.color_order or meta.get("color_order", "RGB")
-    return LoadedModel(model, meta, hw, color, device, amp_dtype, args.amp)
+    amp = {None: "none", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype]
+    return LoadedModel(model, meta, hw, color, device, amp_dtype, amp, fast=not exact)
 
 
 def run_cli(run: Callable[[], object]) -> int:

@@ -56,7 +56,8 @@ def run(argv: list[str], prog: str = "Identification_Evaluation.py") -> dict:
     start = time.perf_counter()
     images = ImageList(files, hw, color, fit=args.resize)
     emb, emb_flip = extract_embeddings(loaded.model, images, args.batch_size, loaded.device, loaded.amp_dtype,
-                                       args.num_workers, desc="embeddings", progress=not args.no_progress)
+                                       args.num_workers, desc="embeddings", progress=not args.no_progress,
+                                       fast=loaded.fast)
     feats = identification_features(emb, emb_flip, args.features)
     result = evaluate_identification(feats, folder.labels, args.protocol, args.gallery_per_identity, args.max_rank)
     seconds = time.perf_counter() - start
@@ -75,7 +76,7 @@ def run(argv: list[str], prog: str = "Identification_Evaluation.py") -> dict:
         print(f"note: {result['unrankable']} probes have no other image of their identity and are not counted")
     summary = {**result, "root": folder.root, "checkpoint": str(args.checkpoint), "backbone": loaded.meta["backbone"],
                "input_size": list(hw), "color_order": color, "resize": args.resize, "features": args.features,
-               "device": str(loaded.device), "amp": args.amp, "seconds": round(seconds, 3),
+               "device": str(loaded.device), "amp": loaded.amp, "fast": loaded.fast, "seconds": round(seconds, 3),
                "command": " ".join([prog, *argv]), "failures": [f for f in failures if f["rank"] != 0]}
     if args.output_dir:
         out = Path(args.output_dir)

@@ -156,7 +156,7 @@ class _Features:
         a = self.args
         key = None
         if self.cache is not None:
-            key = cache_key(a.checkpoint, role, str(Path(root).resolve()), a.flip, a.amp, a.input_size,
+            key = cache_key(a.checkpoint, role, str(Path(root).resolve()), a.flip, "exact" if a.exact else a.amp, a.input_size,
                             a.color_order, paths)
             cached = self.cache.load(role, key, len(paths))
             if cached is not None:
@@ -164,7 +164,8 @@ class _Features:
         loaded = self._model()
         dataset = ImageList(paths, loaded.input_hw, loaded.color_order, root=root)
         emb, emb_flip = extract_embeddings(loaded.model, dataset, a.batch_size, loaded.device, loaded.amp_dtype,
-                                           a.num_workers, desc=f"{role} features", progress=not a.no_progress)
+                                           a.num_workers, desc=f"{role} features", progress=not a.no_progress,
+                                           fast=loaded.fast)
         if a.flip == "sum":
             emb = emb + emb_flip
         elif a.flip == "concat":

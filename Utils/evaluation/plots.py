@@ -12,7 +12,7 @@ import numpy as np
 
 from ..plotting import new_figure, save_figure, save_line_plot
 
-__all__ = ["save_roc_png", "plot_cmc", "plot_rank1_curve", "plot_roc"]
+__all__ = ["save_roc_png", "save_rocs_png", "plot_cmc", "plot_rank1_curve", "plot_roc"]
 
 
 def save_roc_png(path: str | os.PathLike, fpr: np.ndarray, tpr: np.ndarray, label: str = "",
@@ -25,6 +25,16 @@ def save_roc_png(path: str | os.PathLike, fpr: np.ndarray, tpr: np.ndarray, labe
     return save_line_plot(path, [(fpr[keep], tpr[keep], label)], "false accept rate (FAR)",
                           "true accept rate (TAR)", title, logx=True, xlim=(min(low, 1e-4), 1.0),
                           ylim=(max(0.0, float(tpr[keep].min()) - 0.02) if keep.any() else 0.0, 1.002))
+
+
+def save_rocs_png(path: str | os.PathLike, curves: list[tuple[np.ndarray, np.ndarray, str]],
+                  title: str = "ROC") -> Path:
+    """Several ROCs (fpr, tpr, label) on one log-FAR plot; FAR = 0 points are left out as in `save_roc_png`."""
+    kept = [(np.asarray(f, dtype=np.float64)[np.asarray(f) > 0], np.asarray(t, dtype=np.float64)[np.asarray(f) > 0],
+             label) for f, t, label in curves]
+    low = min([float(f.min()) for f, _, _ in kept if f.size] + [1e-4])
+    return save_line_plot(path, kept, "false accept rate (FAR)", "true accept rate (TAR)", title, logx=True,
+                          xlim=(low, 1.0), ylim=(0.0, 1.002))
 
 
 def plot_cmc(results: dict[int, dict], path: str | os.PathLike, title: str = "MegaFace identification") -> Path:

@@ -74,13 +74,13 @@ def _run(argv: list[str], prog: str, dataset: str) -> int:
     print(f"{vset.name}: {len(vset.issame)} pairs from {spec}; {loaded.describe()}", flush=True)
     start = time.perf_counter()
     report = verify_report(loaded.model, vset, protocol, args.batch_size, loaded.device, loaded.amp_dtype,
-                           args.num_workers, progress=not args.no_progress)
+                           args.num_workers, progress=not args.no_progress, fast=loaded.fast)
     seconds = time.perf_counter() - start
     print(format_report(report.summary))
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{vset.name}_{protocol}").strip("_").lower()
     extra = {"checkpoint": str(args.checkpoint), "data": spec, "backbone": loaded.meta["backbone"],
              "embedding_size": loaded.meta["embedding_size"], "input_size": hw, "color_order": color,
-             "device": str(loaded.device), "amp": args.amp, "batch_size": args.batch_size,
+             "device": str(loaded.device), "amp": loaded.amp, "fast": loaded.fast, "batch_size": args.batch_size,
              "seconds": round(seconds, 3), "command": " ".join([prog, *argv])}
     paths = save_report(report, args.output_dir, stem, extra)
     print("wrote " + ", ".join(str(p) for p in paths.values()))

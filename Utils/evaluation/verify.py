@@ -74,19 +74,19 @@ def evaluate_embeddings(emb: np.ndarray, emb_flip: np.ndarray | None, issame: np
 
 def verify(model: torch.nn.Module, vset, protocol: str = "face_pytorch", batch_size: int = 128,
            device: str | torch.device = "cpu", amp_dtype: str | torch.dtype | None = None,
-           num_workers: int = 0, progress: bool = True) -> dict[str, Any]:
+           num_workers: int = 0, progress: bool = True, fast: bool = False) -> dict[str, Any]:
     """10-fold verification of `model` on a Datasets.VerificationSet; returns the JSON-ready summary dict
     ("name", "accuracy" in [0, 1], "std", "fold_accuracies", "threshold", TAR@FAR, AUC, EER, ...)."""
-    return verify_report(model, vset, protocol, batch_size, device, amp_dtype, num_workers, progress).summary
+    return verify_report(model, vset, protocol, batch_size, device, amp_dtype, num_workers, progress, fast).summary
 
 
 def verify_report(model: torch.nn.Module, vset, protocol: str = "face_pytorch", batch_size: int = 128,
                   device: str | torch.device = "cpu", amp_dtype: str | torch.dtype | None = None,
-                  num_workers: int = 0, progress: bool = True) -> VerificationReport:
-    """`verify` with the ROC arrays (for the scripts' CSV and PNG)."""
+                  num_workers: int = 0, progress: bool = True, fast: bool = False) -> VerificationReport:
+    """`verify` with the ROC arrays (for the scripts' CSV and PNG). `fast`: extraction's fast path (features.py)."""
     emb, emb_flip = extract_embeddings(model, vset.images, batch_size=batch_size, device=device,
                                        amp_dtype=amp_dtype, num_workers=num_workers,
-                                       desc=f"embeddings {vset.name}", progress=progress)
+                                       desc=f"embeddings {vset.name}", progress=progress, fast=fast)
     index = vset.pairs().ravel()  # images shared by several pairs were embedded once
     return evaluate_embeddings(emb[index], emb_flip[index], vset.issame, vset.folds, protocol=protocol,
                                name=vset.name)
