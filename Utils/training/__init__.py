@@ -5,7 +5,8 @@
     loop.py       the loop: epochs, steps, counters, log/eval/save cadence, StopReason
     policy.py     what logging, evaluating and saving do; the summary
     state.py      TrainState, the checkpoint's contents, resume
-    distributed.py, optim.py, sampler.py, run_dir.py, log.py, curves.py, sinks/ (visdom)
+    reshard.py    resume on another number of ranks (Partial-FC class centres re-cut per rank)
+    distributed.py, optim.py, sampler.py, run_dir.py, log.py, curves.py, sinks/ (visdom, tensorboard)
 """
 from .build import Components, build_components
 from .loop import RunResult, StopReason, run
