@@ -12,7 +12,7 @@ from .distributed import DistContext, broadcast_object
 from .log import RunLogger
 from .loop import RunResult, run
 from .policy import RunPolicy, load_sidecar
-from .run_dir import make_run_dir, run_dir_of_checkpoint, save_config
+from .run_dir import plan_run_dir, run_dir_of_checkpoint, save_config
 from .sinks import build_sinks
 from .state import TrainState, config_differences, restore_checkpoint
 
@@ -48,10 +48,9 @@ def setup(cfg, dataset=None, val_sets: list | None = None, verify_fn: Callable |
     run_dir = None
     if not cfg.write_nothing:
         if ctx.is_main:
-            run_dir = run_dir_of_checkpoint(cfg.resume) if cfg.resume else make_run_dir(cfg)
+            run_dir = run_dir_of_checkpoint(cfg.resume) if cfg.resume else plan_run_dir(cfg)
         run_dir = Path(broadcast_object(str(run_dir) if run_dir else "", ctx) or ".")
-    logger = RunLogger(run_dir / "train.log" if run_dir else None, enabled=ctx.is_main)
-    state = TrainState()
+    state, notes = TrainState(), []
     if cfg.resume:
         ckpt = load_checkpoint(cfg.resume)
         sidecar = load_sidecar(run_dir_of_checkpoint(cfg.resume), ctx.rank) if ctx.rank > 0 else None
@@ -59,13 +58,18 @@ def setup(cfg, dataset=None, val_sets: list | None = None, verify_fn: Callable |
             raise ValueError(f"resume: {run_dir_of_checkpoint(cfg.resume)} has no last.rank{ctx.rank}.pt "
                              f"(this rank's Partial-FC shard)")
         state = restore_checkpoint(comp, ckpt, sidecar)
-        logger.info(f"resumed from {cfg.resume}: epoch {state.epoch + 1}, iteration {state.iteration}")
-        for diff in config_differences(ckpt.get("config", {}), cfg):
-            logger.warn(f"setting changed since the checkpoint: {diff}")
-    elif run_dir is not None and ctx.is_main:
-        save_config(cfg, run_dir)
+        notes.append(f"resumed from {cfg.resume}: epoch {state.epoch + 1}, iteration {state.iteration}")
+        notes += [f"warning: setting changed since the checkpoint: {diff}"
+                  for diff in config_differences(ckpt.get("config", {}), cfg)]
     if val_sets is None:
         val_sets = _load_val_sets(cfg, ctx)
+    # every check has passed: only now is anything written (a failed start leaves no run directory behind)
+    if run_dir is not None and ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir)  # on resume too: config.json holds the settings the run goes on with
+    logger = RunLogger(run_dir / "train.log" if run_dir else None, enabled=ctx.is_main)
+    for note in notes:
+        logger.info(note)
     sinks = None
     if ctx.is_main:
         name = run_dir.name if run_dir else f"{cfg.backbone}_{cfg.head}_write_nothing"
