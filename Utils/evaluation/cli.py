@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from dataclasses import dataclass
@@ -19,11 +20,12 @@ from typing import Callable
 
 import torch
 
-from ..checkpoint import load_backbone
+from ..checkpoint import load_backbone, load_checkpoint
 from ..device import autocast_dtype, resolve_device
 
 __all__ = ["CLIError", "EvalParser", "parse_input_size", "parse_list", "add_model_flags", "check_counts",
-           "LoadedModel", "check_checkpoint", "load_model", "run_cli"]
+           "LoadedModel", "check_checkpoint", "load_model", "synthetic_settings", "add_overwrite_flag", "check_overwrite",
+           "run_cli"]
 
 
 class CLIError(ValueError):
@@ -119,6 +121,38 @@ def load_model(args) -> LoadedModel:
     hw = parse_input_size(args.input_size) if args.input_size else [int(v) for v in meta["input_size"]]
     color = args.color_order or meta.get("color_order", "RGB")
     return LoadedModel(model, meta, hw, color, device, amp_dtype, args.amp)
+
+
+def synthetic_settings(checkpoint: str) -> dict:
+    """The synthetic-set settings (data_root, synthetic_*, input_size) of the run that wrote `checkpoint`: the set
+    it was trained and validated on, which --data=synthetic evaluates instead of the default one. {} for a
+    checkpoint that holds no config."""
+    from Config.config import Config  # deferred, as the scripts import Config only when they need it
+
+    saved = load_checkpoint(checkpoint).get("config") or {} if checkpoint else {}
+    keys = [k for k in Config.field_names() if k.startswith("synthetic_") or k in ("data_root", "input_size")]
+    return {k: saved[k] for k in keys if k in saved}
+
+
+def add_overwrite_flag(group) -> None:
+    group.add_argument("--overwrite", action="store_true",
+                       help="replace a result file that holds another checkpoint's or data set's result")
+
+
+def check_overwrite(path: Path, identity: dict, overwrite: bool) -> None:
+    """Refuse to replace `path` when it holds the result of another checkpoint or data (`identity`: the report's
+    keys naming what was evaluated) unless --overwrite; rerunning the same evaluation replaces its own result."""
+    if overwrite or not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        old = {}
+    differ = [k for k, v in identity.items() if str(old.get(k)) != str(v)]
+    if differ:
+        was = ", ".join(f"{k} {old.get(k)}" for k in differ)
+        raise CLIError(f"{path} already holds another result ({was}); give --overwrite to replace it, or --name / "
+                       f"--output_dir to keep both")
 
 
 def run_cli(run: Callable[[], object]) -> int:
