@@ -20,7 +20,8 @@ def data_root(tmp_path_factory):
 def _args(tmp_path, data_root, run_name="a", **extra):
     """Non-default settings throughout (head, lr, set size): a resume that fell back to the defaults would differ."""
     flags = dict(backbone="TinyTestNet", head="CosFace", lr=0.02, input_size="[32,32]", synthetic_identities=6,
-                 synthetic_images_per_identity=4, synthetic_val_pairs=40, batch_size=8, epochs=1, num_workers=0,
+                 synthetic_images_per_identity=4, synthetic_val_pairs=40, synthetic_probe_identities=2,
+                 synthetic_distractors=10, batch_size=8, epochs=1, num_workers=0,
                  compile="false", use_amp="false", eval_at_start="false", data_root=data_root,
                  output_dir=tmp_path / "runs", run_name=run_name, log_every=1)
     flags.update(extra)
@@ -72,3 +73,57 @@ def test_failed_checks_write_nothing_so_the_same_run_name_works_after_the_fix(tm
     assert not (tmp_path / "runs" / "a").exists()
     assert Train.main(_args(tmp_path, data_root, val_sets="synthetic")) == 0
     assert (tmp_path / "runs" / "a" / "best.pt").is_file()
+
+
+def _face_folder(root, classes=4, per_class=4):
+    """A tiny image folder training set with its train_list.txt, written here with PIL."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    lines = []
+    for c in range(classes):
+        (root / f"id{c}").mkdir(parents=True)
+        for k in range(per_class):
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / f"id{c}" / f"{k}.png")
+            lines.append(f"id{c}/{k}.png {c}")
+    (root / "train_list.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def _folder_args(tmp_path, root, run_name):
+    return [f"--train_format=folder", f"--train_root={root}", "--backbone=TinyTestNet", "--input_size=[32,32]",
+            "--batch_size=8", "--epochs=1", "--num_workers=0", "--compile=false", "--use_amp=false",
+            f"--data_root={tmp_path / 'data'}", f"--output_dir={tmp_path / 'runs'}", f"--run_name={run_name}"]
+
+
+def test_real_training_data_validates_on_the_bins_beside_it_or_says_it_skips(tmp_path, capsys):
+    root = _face_folder(tmp_path / "faces")
+    assert Train.main(_folder_args(tmp_path, root, "none")) == 0
+    out = capsys.readouterr().out
+    assert out.count("training without validation") == 1
+    assert not (tmp_path / "data").exists()  # no synthetic set generated for a real-data run
+    history = (tmp_path / "runs" / "none" / "history.jsonl").read_text()
+    assert '"eval"' not in history
+
+    # insightface's layout: lfw.bin beside the training set (written here with the insightface pickle layout)
+    import io
+    import pickle
+
+    import numpy as np
+    from PIL import Image
+
+    rng, bins = np.random.default_rng(1), []
+    for _ in range(40):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(buf, format="PNG")
+        bins.append(buf.getvalue())
+    with open(root / "lfw.bin", "wb") as f:
+        pickle.dump((bins, [i % 2 == 0 for i in range(20)]), f)
+    assert Train.main(_folder_args(tmp_path, root, "bins")) == 0
+    assert "validating on lfw.bin found beside the training set" in capsys.readouterr().out
+    evals = [json.loads(l) for l in (tmp_path / "runs" / "bins" / "history.jsonl").read_text().splitlines()
+             if '"eval"' in l]
+    assert evals and set(evals[-1]["accuracies"]) == {"lfw"}
+    assert json.loads((tmp_path / "runs" / "bins" / "config.json").read_text())["val_sets"] == [str(root / "lfw.bin")]
+    assert not (tmp_path / "data").exists()

@@ -2,6 +2,7 @@
 `train` = setup + the loop, the entry point for tests and notebooks."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -39,10 +40,22 @@ def _load_val_sets(cfg, ctx: DistContext) -> list:
     return [load_verification_set(spec, cfg) for spec in cfg.val_sets]
 
 
+def _resolve_val_sets(cfg, loaded: list | None) -> tuple:
+    """cfg with val_sets "auto" expanded (every rank, so all agree whether the run evaluates), and what it chose;
+    the expanded list is what config.json records."""
+    if loaded is not None or "auto" not in cfg.val_sets:
+        return cfg, []
+    from Datasets import resolve_val_sets  # deferred, as in _load_val_sets
+
+    specs, note = resolve_val_sets(cfg)
+    return dataclasses.replace(cfg, val_sets=specs), [note] if note else []
+
+
 def setup(cfg, dataset=None, val_sets: list | None = None, verify_fn: Callable | None = None,
           ctx: DistContext | None = None) -> Session:
     """Build the run for `cfg`. `dataset`, `val_sets` (loaded sets) and `verify_fn` replace what the config names
     (tests and notebooks inject their own); `ctx` replaces the torchrun environment."""
+    cfg, notes = _resolve_val_sets(cfg, val_sets)
     comp = build_components(cfg, dataset, ctx)
     ctx = comp.ctx
     run_dir = None
@@ -50,7 +63,7 @@ def setup(cfg, dataset=None, val_sets: list | None = None, verify_fn: Callable |
         if ctx.is_main:
             run_dir = run_dir_of_checkpoint(cfg.resume) if cfg.resume else plan_run_dir(cfg)
         run_dir = Path(broadcast_object(str(run_dir) if run_dir else "", ctx) or ".")
-    state, notes = TrainState(), []
+    state = TrainState()
     if cfg.resume:
         ckpt = load_checkpoint(cfg.resume)
         sidecar = load_sidecar(run_dir_of_checkpoint(cfg.resume), ctx.rank) if ctx.rank > 0 else None
