@@ -26,6 +26,7 @@ from tqdm import tqdm
 from ..device import autocast
 from .build import Components
 from .state import TrainState
+from .watch import watch_lines
 
 __all__ = ["StopReason", "StepResult", "RunResult", "forward_loss", "train_step", "run"]
 
@@ -149,7 +150,7 @@ def _after_step(session, state: TrainState) -> StopReason | None:
     """The per-step cadence: log every log_every steps (and at the last), evaluate every eval_every, save every
     save_every; then whether the run must stop."""
     cfg, policy, it = session.cfg, session.policy, state.iteration
-    if it % cfg.log_every == 0 or it == session.comp.total_iters:
+    if it % policy.log_every == 0 or it == session.comp.total_iters:
         policy.flush(state)
     if cfg.eval_every and it % cfg.eval_every == 0:
         policy.flush(state)
@@ -176,6 +177,9 @@ def _run_epoch(session, state: TrainState, bar) -> StopReason | None:
         result = train_step(comp, [next(batches) for _ in range(accum)])
         _count(state, comp, result)
         bar.update(1)
+        if session.policy.compiling:  # the first step has compiled the backbone: the bar is an epoch bar again
+            session.policy.compiling = False
+            bar.set_description(f"epoch {state.epoch + 1}/{cfg.epochs}")
         session.policy.record(state, result)
         stop = _after_step(session, state)
         if stop is not None:
@@ -208,19 +212,37 @@ def _on_stop(session, state: TrainState, stop: StopReason) -> None:
                            + (f"; continue with --resume={path}" if path else ""))
 
 
+_COMPILING = "compiling the backbone (torch.compile), ~1-2 min on CPU"
+
+
+def _is_compiled(model) -> bool:
+    return any(type(m).__name__ == "OptimizedModule" for m in model.modules())
+
+
 def run(session) -> RunResult:
     """Train `session` (Utils.training.session.setup) to its end or its stop; then summary, curves, sinks closed."""
     comp, cfg, state, policy = session.comp, session.cfg, session.state, session.policy
     policy.logger.info(policy.describe())
+    for line in watch_lines(cfg, policy.run_dir, policy.run_name):
+        policy.logger.info(line)
+    if policy.log_every != cfg.log_every:
+        policy.logger.info(f"log_every {cfg.log_every} >= the run's {comp.total_iters} iterations: logging every "
+                           f"{policy.log_every}")
     stop = None
     with tqdm(total=comp.total_iters, initial=state.iteration, disable=not comp.ctx.is_main, dynamic_ncols=True,
               unit="it", desc="train") as bar:
         policy.bar = bar
         if cfg.eval_at_start and state.iteration == 0:
             policy.evaluate(state)
+        policy.compiling = _is_compiled(comp.model) and comp.ctx.is_main
+        if policy.compiling:
+            policy.logger.info(f"{_COMPILING}: the first step builds the kernels, then the bar moves (a rerun with "
+                               f"the same shapes reuses them)")
         policy.start_clock()
         while state.epoch < cfg.epochs:
             bar.set_description(f"epoch {state.epoch + 1}/{cfg.epochs}")
+            if policy.compiling:
+                bar.set_description(_COMPILING)
             stop = _run_epoch(session, state, bar)
             if stop is not None:
                 break

@@ -83,11 +83,9 @@ def setup(cfg, dataset=None, val_sets: list | None = None, verify_fn: Callable |
     logger = RunLogger(run_dir / "train.log" if run_dir else None, enabled=ctx.is_main)
     for note in notes:
         logger.info(note)
-    sinks = None
-    if ctx.is_main:
-        name = run_dir.name if run_dir else f"{cfg.backbone}_{cfg.head}_write_nothing"
-        sinks = build_sinks(cfg, name, logger.warn)
-    policy = RunPolicy(comp, state, run_dir, logger, val_sets, verify_fn, sinks)
+    policy = RunPolicy(comp, state, run_dir, logger, val_sets, verify_fn)
+    if ctx.is_main:  # the sinks label the run as the policy names it (visdom: its environment)
+        policy.sinks = build_sinks(cfg, policy.run_name, logger.warn)
     return Session(comp, state, policy)
 
 
