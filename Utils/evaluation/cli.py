@@ -23,7 +23,7 @@ import torch
 from ..checkpoint import load_backbone, load_checkpoint
 from ..device import autocast_dtype, resolve_device
 
-__all__ = ["CLIError", "EvalParser", "parse_input_size", "parse_list", "add_model_flags", "check_counts",
+__all__ = ["CLIError", "HelpFormatter", "EvalParser", "parse_input_size", "parse_list", "add_model_flags", "check_counts",
            "LoadedModel", "check_checkpoint", "load_model", "synthetic_settings", "add_overwrite_flag", "check_overwrite",
            "run_cli"]
 
@@ -32,11 +32,26 @@ class CLIError(ValueError):
     """A bad command line; printed as one line."""
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every flag's default in --help: appended as argparse does, '' shown as such, and left to the help text where
+    it says "default:" itself (a default that depends on other flags or on the checkpoint)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default:" in text or action.default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        if action.default == "":
+            return f"{text} (default: '')"
+        return super()._get_help_string(action)
+
+
 class EvalParser(argparse.ArgumentParser):
     """argparse whose errors are one CLIError line instead of the usage block and an exit."""
 
     def __init__(self, prog: str, description: str):
-        super().__init__(prog=prog, description=description, allow_abbrev=False)
+        # every flag's default in --help
+        super().__init__(prog=prog, description=description, allow_abbrev=False,
+                         formatter_class=HelpFormatter)
 
     def error(self, message: str):
         raise CLIError(f"{message} (see --help)")
@@ -73,8 +88,10 @@ def add_model_flags(group, checkpoint_required: bool = True,
     group.add_argument("--device", default="auto", help=device_help)
     group.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help=amp_help)
     group.add_argument("--num_workers", type=int, default=2, help="DataLoader worker processes for image decoding")
-    group.add_argument("--input_size", default="", help="override the checkpoint's input size: H,W (e.g. 112,96)")
-    group.add_argument("--color_order", default="", choices=["", "RGB", "BGR"], help="override the checkpoint's")
+    group.add_argument("--input_size", default="", help="override the checkpoint's input size: H,W, e.g. 112,96 "
+                                                        "(default: the checkpoint's)")
+    group.add_argument("--color_order", default=None, choices=["RGB", "BGR"],
+                       help="override the checkpoint's channel order (default: the checkpoint's)")
 
 
 def check_counts(args, at_least_one: tuple[str, ...] = ("batch_size",)) -> None:

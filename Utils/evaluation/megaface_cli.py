@@ -66,7 +66,7 @@ def build_parser(prog: str = "MegaFace_Evaluation.py") -> EvalParser:
     g.add_argument("--flip", default="sum", choices=["sum", "concat", "none"],
                    help="combine each image's embedding with its flip's: sum (insightface), concat, or none")
     g.add_argument("--feature_cache", default="",
-                   help="folder of the .npy feature cache (default <output_dir>/<name>_features; 'none' = off)")
+                   help="folder of the .npy feature cache (default: <output_dir>/<name>_features; 'none' = off)")
     g.add_argument("--probe_features_dir", default="", help="read probe features from devkit matio files here")
     g.add_argument("--distractor_features_dir", default="", help="read distractor features from matio files here")
     g.add_argument("--features_suffix", default="", help="matio file suffix, e.g. _r100.bin (reading and writing)")

@@ -92,13 +92,14 @@ def onnx_parity(model: nn.Module, path: str | Path, input_hw: Sequence[int], bat
 def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m Utils.tools.onnx_export",
-                                description="Export a checkpoint's backbone to ONNX and check parity with PyTorch.")
+                                description="Export a checkpoint's backbone to ONNX and check parity with PyTorch.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="a project checkpoint (training or Utils.tools.model_import)")
     p.add_argument("--out", required=True, help="the .onnx file to write")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset version (default: %(default)s)")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset version")
     p.add_argument("--atol", type=float, default=1e-4,
                    help="largest allowed |ONNX - PyTorch| on the L2-normalised embeddings (float32 kernels differ "
-                        "~1e-6 there) (default: %(default)s)")
+                        "~1e-6 there)")
     args = p.parse_args(argv)
     out = Path(args.out)
     # the graph is written beside its destination under a temporary name, and renamed only once it has passed
