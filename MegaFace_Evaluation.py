@@ -4,7 +4,7 @@ rank-1 / CMC and TAR at FAR down to 1e-6 for every distractor list size, optiona
     python MegaFace_Evaluation.py --checkpoint=runs/<run>/best.pt \\
         --probe_list=devkit/templatelists/facescrub_features_list.json --probe_root=/data/facescrub_aligned \\
         --distractor_lists=devkit/templatelists --distractor_root=/data/megaface_aligned
-    python MegaFace_Evaluation.py --checkpoint=runs/<run>/best.pt --synthetic      # the generated MegaFace-style set
+    python MegaFace_Evaluation.py --checkpoint=runs/<run>/best.pt --data=synthetic # the generated MegaFace-style set
 
 All flags and the outputs: `python MegaFace_Evaluation.py --help`, Utils/evaluation/megaface_cli.py.
 """

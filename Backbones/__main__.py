@@ -14,8 +14,13 @@ def state_dict_bytes(model: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in --help, and the module's docstring kept as written."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m Backbones", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m Backbones", description=__doc__,
+                                     formatter_class=_HelpFormatter)
     parser.add_argument("--summary", action="store_true", help="print parameters and state_dict size per backbone")
     parser.add_argument("--list", action="store_true", help="print the registered names")
     parser.add_argument("names", nargs="*", help="backbones to summarise (default: every registered one)")

@@ -10,6 +10,7 @@ import ast
 import dataclasses
 import difflib
 import importlib.util
+import json
 import types
 import typing
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any, Callable, Iterable
 from .config import ALIASES, VALUE_ALIASES, Config
 from .presets import PRESETS
 from .ranges import check_ranges
+from .resume import resume_conflicts, saved_run_settings
 
 __all__ = ["ConfigError", "parse_config", "apply_overrides", "load_override_file", "validate", "help_text"]
 
@@ -135,11 +137,31 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str = "argum
     return dataclasses.replace(cfg, **changes)
 
 
+# Keys of a run's config.json that name the run it came from, not its settings: a run started from that file is a
+# new run (a fresh timestamped directory unless --run_name is given), not a continuation (that is --resume).
+_RUN_IDENTITY_KEYS = ("run_name", "resume")
+
+
+def _load_json_config(p: Path) -> dict[str, Any]:
+    try:
+        values = json.loads(p.read_text())
+    except ValueError as exc:
+        raise ConfigError(f"config: {p} is not valid JSON ({exc})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config: {p} must hold a JSON object of settings, got {type(values).__name__}")
+    return {k: v for k, v in values.items() if k not in _RUN_IDENTITY_KEYS}
+
+
 def load_override_file(path: str) -> dict[str, Any]:
-    """Read the public names of a Python file holding only the settings that differ from the defaults."""
+    """Read the public names of a Python file holding only the settings that differ from the defaults, or a JSON
+    object of settings (a run directory's config.json: every setting of that run, its name left out)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config: override file not found: {path}")
+    if p.suffix.lower() == ".json":
+        return _load_json_config(p)
+    if p.suffix.lower() != ".py":
+        raise ConfigError(f"config: {path} is neither a .py file of settings nor a run's config.json")
     spec = importlib.util.spec_from_file_location(f"_config_overrides_{p.stem}", p)
     module = importlib.util.module_from_spec(spec)
     try:
@@ -210,6 +232,10 @@ def parse_config(argv: list[str], base: Config | None = None,
     stray = [a for a in rest if a not in leftover]
     if stray:
         raise ConfigError(f"unexpected argument '{stray[0]}'; settings are given as --key=value")
+    resume = next((value for key, value in pairs if key == "resume" and value), "")
+    if resume:
+        leftover += [f"--{k}={v}" for k, v in pairs if k in extra]
+        return validate(_resumed_config(resume, [(k, v) for k, v in pairs if k not in extra])), leftover
     plain = []
     for key, value in pairs:
         if key == "preset":
@@ -225,6 +251,32 @@ def parse_config(argv: list[str], base: Config | None = None,
     for key, value in plain:
         cfg = apply_overrides(cfg, {key: value}, source="command line")
     return validate(cfg), leftover
+
+
+def _resumed_config(resume: str, pairs: list[tuple[str, str]]) -> Config:
+    """The run's own settings (Config/resume.py), then the flags that may change on resume; a flag that would change
+    the training itself is refused, every such key named in one line."""
+    if any(key in ("preset", "config") for key, _ in pairs):
+        raise ConfigError("resume: --preset/--config cannot be combined with --resume (a resumed run keeps its own "
+                          "settings; change only epochs, cadence or logging flags)")
+    try:
+        saved = saved_run_settings(resume)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+    known = set(Config.field_names())
+    # keys of fields this version no longer has are dropped: the run was written by an older version
+    cfg = apply_overrides(Config(), {k: v for k, v in saved.items() if ALIASES.get(k, k) in known},
+                          source=f"the saved settings of {resume}")
+    run_settings = cfg.to_dict()
+    given = {}
+    for key, value in pairs:
+        cfg = apply_overrides(cfg, {key: value}, source="command line")
+        given[ALIASES.get(key, key)] = getattr(cfg, ALIASES.get(key, key))
+    conflicts = resume_conflicts(run_settings, given)
+    if conflicts:
+        raise ConfigError(f"resume: these flags would change the training of {resume}, so a resumed run refuses "
+                          f"them (start a new run instead): {'; '.join(conflicts)}")
+    return cfg
 
 
 def help_text() -> str:

@@ -147,8 +147,9 @@ class Config:
     partial_fc: bool = setting(False, 'Partial-FC head: class centres sharded over ranks, negatives sampled')
     partial_fc_sample_rate: float = setting(1.0, 'fraction of class centres used per step (positives always kept)')
 
-    val_sets: list[str] = setting(["synthetic"], '"synthetic", a .bin, or "pairs_file::image_root"',
-                                  section="evaluation during training")
+    val_sets: list[str] = setting(["auto"], '"auto" (the synthetic set when training on it, else the lfw.bin, '
+                                            'cfp_fp.bin, agedb_30.bin found in train_root, else none), "synthetic", '
+                                            'a .bin, or "pairs_file::image_root"', section="evaluation during training")
     eval_every: int = setting(0, 'iterations between verification runs; 0 = at each epoch end only')
     eval_at_start: bool = setting(True, 'also evaluate before the first step: the untrained baseline the curves start '
                                         'from')

@@ -17,7 +17,7 @@ from .synthetic import SyntheticPaths, ensure_synthetic
 from .train_sets import (FaceTrainDataset, FolderTrainDataset, RecordIOTrainDataset, build_train_dataset,
                          list_train_formats, register_train_format)
 from .transforms import decode_image, fit_image, normalize_image
-from .verification import VerificationSet, load_verification_set
+from .verification import VerificationSet, load_verification_set, resolve_val_sets
 
 __all__ = [
     "ARCFACE_TEMPLATE", "SPHEREFACE_TEMPLATE", "align_face", "similarity_transform",
@@ -27,5 +27,5 @@ __all__ = [
     "SyntheticPaths", "ensure_synthetic",
     "FaceTrainDataset", "FolderTrainDataset", "RecordIOTrainDataset", "build_train_dataset", "list_train_formats",
     "register_train_format", "decode_image", "fit_image", "normalize_image", "VerificationSet",
-    "load_verification_set",
+    "load_verification_set", "resolve_val_sets",
 ]

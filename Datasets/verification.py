@@ -63,6 +63,32 @@ def _resolve_images(pairs: PairList, root: str, key: str) -> tuple[list[str], np
     return paths, index
 
 
+# The verification sets insightface ships beside its training sets (faces_emore/, faces_webface_112x112/, ...).
+BESIDE_TRAINING_SET = ("lfw.bin", "cfp_fp.bin", "agedb_30.bin")
+
+
+def resolve_val_sets(cfg) -> tuple[list[str], str]:
+    """cfg.val_sets with "auto" expanded, and a note saying what "auto" chose ("" when nothing to say).
+
+    "auto" is the synthetic set when training on it; with real training data, the insightface .bin files found in
+    train_root, else nothing (real data is not validated on generated faces, and nothing is generated for it)."""
+    specs, note = [], ""
+    for spec in cfg.val_sets:
+        if spec != "auto":
+            specs.append(spec)
+        elif cfg.train_format == "synthetic":
+            specs.append("synthetic")
+        else:
+            root = Path(cfg.train_root).expanduser() if cfg.train_root else None
+            found = [str(root / n) for n in BESIDE_TRAINING_SET if root is not None and (root / n).is_file()]
+            specs += found
+            note = (f"val_sets: validating on {', '.join(Path(f).name for f in found)} found beside the training "
+                    f"set in {root}" if found else
+                    f"val_sets: none given and no {', '.join(BESIDE_TRAINING_SET)} in train_root {cfg.train_root}; "
+                    f"training without validation (give --val_sets=path/to/lfw.bin to validate)")
+    return list(dict.fromkeys(specs)), note
+
+
 def load_verification_set(spec: str, cfg) -> VerificationSet:
     """The verification set named by `spec` (an entry of cfg.val_sets), with cfg.input_size and cfg.color_order."""
     hw, order = cfg.input_hw, cfg.color_order

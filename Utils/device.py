@@ -7,11 +7,12 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import torch
 
 __all__ = ["AMP_NAMES", "resolve_device", "prepare_device", "native_bf16", "fast_low_precision", "autocast_dtype",
-           "autocast"]
+           "autocast", "hide_cuda_probe_message"]
 
 # Every spelling a config or a command line may use for an autocast precision; "auto" picks the fast one.
 AMP_NAMES: dict[str, torch.dtype | None | str] = {
@@ -97,3 +98,19 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class _NoCudaProbeMessage(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No CUDA runtime is found")
+
+
+def hide_cuda_probe_message() -> None:
+    """Drop the "No CUDA runtime is found, using CUDA_HOME=..." warning torch's C++-extension module logs when it is
+    first imported (torch.compile imports it) on a machine with a CUDA toolkit folder but no GPU: on a CPU machine
+    it is expected, and it reads like an error to a user. Other messages of that logger pass."""
+    if torch.cuda.is_available():
+        return
+    log = logging.getLogger("torch.utils.cpp_extension")
+    if not any(isinstance(f, _NoCudaProbeMessage) for f in log.filters):
+        log.addFilter(_NoCudaProbeMessage())

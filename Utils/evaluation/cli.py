@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from dataclasses import dataclass
@@ -20,23 +21,38 @@ from typing import Callable
 
 import torch
 
-from ..checkpoint import load_backbone
+from ..checkpoint import load_backbone, load_checkpoint
 from ..device import autocast_dtype, resolve_device
 
-__all__ = ["CLIError", "EvalParser", "parse_input_size", "parse_list", "add_model_flags", "add_trust_flag",
-           "parse_bool", "check_counts",
-           "LoadedModel", "check_checkpoint", "load_model", "run_cli"]
+__all__ = ["CLIError", "HelpFormatter", "EvalParser", "parse_input_size", "parse_list", "add_model_flags",
+           "add_trust_flag", "parse_bool", "check_counts", "LoadedModel", "check_checkpoint", "load_model",
+           "synthetic_settings", "add_overwrite_flag", "check_overwrite", "run_cli"]
 
 
 class CLIError(ValueError):
     """A bad command line; printed as one line."""
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every flag's default in --help: appended as argparse does, '' shown as such, and left to the help text where
+    it says "default:" itself (a default that depends on other flags or on the checkpoint)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default:" in text or action.default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        if action.default == "":
+            return f"{text} (default: '')"
+        return super()._get_help_string(action)
+
+
 class EvalParser(argparse.ArgumentParser):
     """argparse whose errors are one CLIError line instead of the usage block and an exit."""
 
     def __init__(self, prog: str, description: str):
-        super().__init__(prog=prog, description=description, allow_abbrev=False)
+        # every flag's default in --help
+        super().__init__(prog=prog, description=description, allow_abbrev=False,
+                         formatter_class=HelpFormatter)
 
     def error(self, message: str):
         raise CLIError(f"{message} (see --help)")
@@ -79,8 +95,10 @@ def add_model_flags(group, checkpoint_required: bool = True,
                        help="the reference path: fp32, NCHW, eager, BN unfolded (ignores --amp). Default: the fast "
                             "path (BN folded, channels_last, native bf16, compiled on large sets)")
     group.add_argument("--num_workers", type=int, default=2, help="DataLoader worker processes for image decoding")
-    group.add_argument("--input_size", default="", help="override the checkpoint's input size: H,W (e.g. 112,96)")
-    group.add_argument("--color_order", default="", choices=["", "RGB", "BGR"], help="override the checkpoint's")
+    group.add_argument("--input_size", default="", help="override the checkpoint's input size: H,W, e.g. 112,96 "
+                                                        "(default: the checkpoint's)")
+    group.add_argument("--color_order", default=None, choices=["RGB", "BGR"],
+                       help="override the checkpoint's channel order (default: the checkpoint's)")
     add_trust_flag(group)
 
 
@@ -152,6 +170,38 @@ def load_model(args) -> LoadedModel:
     color = args.color_order or meta.get("color_order", "RGB")
     amp = {None: "none", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype]
     return LoadedModel(model, meta, hw, color, device, amp_dtype, amp, fast=not exact)
+
+
+def synthetic_settings(checkpoint: str, trust: bool = False) -> dict:
+    """The synthetic-set settings (data_root, synthetic_*, input_size) of the run that wrote `checkpoint`: the set
+    it was trained and validated on, which --data=synthetic evaluates instead of the default one. {} for a
+    checkpoint that holds no config."""
+    from Config.config import Config  # deferred, as the scripts import Config only when they need it
+
+    saved = load_checkpoint(checkpoint, trust=trust).get("config") or {} if checkpoint else {}
+    keys = [k for k in Config.field_names() if k.startswith("synthetic_") or k in ("data_root", "input_size")]
+    return {k: saved[k] for k in keys if k in saved}
+
+
+def add_overwrite_flag(group) -> None:
+    group.add_argument("--overwrite", action="store_true",
+                       help="replace a result file that holds another checkpoint's or data set's result")
+
+
+def check_overwrite(path: Path, identity: dict, overwrite: bool) -> None:
+    """Refuse to replace `path` when it holds the result of another checkpoint or data (`identity`: the report's
+    keys naming what was evaluated) unless --overwrite; rerunning the same evaluation replaces its own result."""
+    if overwrite or not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        old = {}
+    differ = [k for k, v in identity.items() if str(old.get(k)) != str(v)]
+    if differ:
+        was = ", ".join(f"{k} {old.get(k)}" for k in differ)
+        raise CLIError(f"{path} already holds another result ({was}); give --overwrite to replace it, or --name / "
+                       f"--output_dir to keep both")
 
 
 def run_cli(run: Callable[[], object]) -> int:

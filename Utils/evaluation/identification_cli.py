@@ -18,7 +18,7 @@ from pathlib import Path
 from Datasets.images import ImageList, scan_identity_folders
 from Datasets.transforms import FIT_MODES
 
-from .cli import EvalParser, add_model_flags, check_counts, load_model, run_cli
+from .cli import EvalParser, add_model_flags, add_overwrite_flag, check_counts, check_overwrite, load_model, run_cli
 from .features import extract_embeddings
 from .identification import FEATURE_MODES, evaluate_identification, identification_features
 
@@ -38,6 +38,7 @@ def build_parser(prog: str) -> EvalParser:
     p.add_argument("--max_rank", type=int, default=5, help="CMC printed up to this rank")
     add_model_flags(p)
     p.add_argument("--output_dir", default="./eval_results", help="folder for the JSON report ('' = none)")
+    add_overwrite_flag(p)
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p
 
@@ -48,6 +49,9 @@ def run(argv: list[str], prog: str = "Identification_Evaluation.py") -> dict:
     check_counts(args, ("batch_size", "max_rank", "gallery_per_identity"))
 
     folder = scan_identity_folders(args.root, natural_order=True, recursive=False)
+    report_path = Path(args.output_dir) / f"identification_{args.protocol}.json" if args.output_dir else None
+    if report_path:
+        check_overwrite(report_path, {"checkpoint": args.checkpoint, "root": folder.root}, args.overwrite)
     loaded = load_model(args)
     hw, color = tuple(loaded.input_hw), loaded.color_order
     files = folder.files()
@@ -79,9 +83,8 @@ def run(argv: list[str], prog: str = "Identification_Evaluation.py") -> dict:
                "device": str(loaded.device), "amp": loaded.amp, "fast": loaded.fast, "seconds": round(seconds, 3),
                "command": " ".join([prog, *argv]), "failures": [f for f in failures if f["rank"] != 0]}
     if args.output_dir:
-        out = Path(args.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / f"identification_{args.protocol}.json"
+        path = report_path
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w") as f:
             json.dump(summary, f, indent=2)
             f.write("\n")

@@ -5,7 +5,7 @@ without the devkit's binaries.
         --probe_list=devkit/templatelists/facescrub_features_list.json --probe_root=/data/facescrub_aligned \\
         --distractor_lists=devkit/templatelists --distractor_root=/data/megaface_aligned \\
         [--facescrub_noises=facescrub_noises.txt --megaface_noises=megaface_noises.txt] [--write_matio=feats/]
-    python MegaFace_Evaluation.py --checkpoint=runs/x/best.pt --synthetic        # the generated MegaFace-style set
+    python MegaFace_Evaluation.py --checkpoint=runs/x/best.pt --data=synthetic   # the generated MegaFace-style set
 
 Features: image + horizontal flip (summed by default), L2-normalised, cosine scores; cached as .npy under
 <output_dir>/<name>_features (feature_cache.py) so a rerun (other sizes, cleaning on/off) skips extraction.
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from Config.cli import apply_overrides
 from Config.config import Config
 from Datasets.images import ImageList
 from Datasets.megaface import (facescrub_noise_mask, find_distractor_lists, megaface_noise_mask,
@@ -31,7 +32,8 @@ from Datasets.megaface import (facescrub_noise_mask, find_distractor_lists, mega
 from Datasets.synthetic import ensure_synthetic
 
 from ..device import autocast_dtype, resolve_device
-from .cli import CLIError, EvalParser, add_model_flags, check_counts, load_model, parse_input_size, parse_list, run_cli
+from .cli import (CLIError, EvalParser, add_model_flags, add_overwrite_flag, check_counts, check_overwrite, load_model,
+                  parse_input_size, parse_list, run_cli, synthetic_settings)
 from .feature_cache import FeatureCache, cache_key
 from .features import extract_embeddings
 from .matio import read_feature_files, write_feature_files
@@ -45,7 +47,10 @@ __all__ = ["build_parser", "main"]
 def build_parser(prog: str = "MegaFace_Evaluation.py") -> EvalParser:
     p = EvalParser(prog, "MegaFace Challenge 1 identification and verification.")
     g = p.add_argument_group("data")
-    g.add_argument("--synthetic", action="store_true", help="use the generated MegaFace-style set (Datasets.synthetic)")
+    g.add_argument("--data", default=None, choices=["synthetic"],
+                   help="synthetic: the generated MegaFace-style set of the checkpoint's run (its synthetic settings; "
+                        "the defaults without a checkpoint), as in the other evaluation scripts")
+    g.add_argument("--synthetic", action="store_true", help="old spelling of --data=synthetic (deprecated)")
     g.add_argument("--probe_list", default="",
                    help="devkit facescrub_features_list.json ({'path': [...], 'id': [...]})")
     g.add_argument("--probe_root", default="", help="image root of the probe list's paths")
@@ -61,7 +66,7 @@ def build_parser(prog: str = "MegaFace_Evaluation.py") -> EvalParser:
     g.add_argument("--flip", default="sum", choices=["sum", "concat", "none"],
                    help="combine each image's embedding with its flip's: sum (insightface), concat, or none")
     g.add_argument("--feature_cache", default="",
-                   help="folder of the .npy feature cache (default <output_dir>/<name>_features; 'none' = off)")
+                   help="folder of the .npy feature cache (default: <output_dir>/<name>_features; 'none' = off)")
     g.add_argument("--probe_features_dir", default="", help="read probe features from devkit matio files here")
     g.add_argument("--distractor_features_dir", default="", help="read distractor features from matio files here")
     g.add_argument("--features_suffix", default="", help="matio file suffix, e.g. _r100.bin (reading and writing)")
@@ -75,8 +80,10 @@ def build_parser(prog: str = "MegaFace_Evaluation.py") -> EvalParser:
     g.add_argument("--tail_far", type=float, default=1e-5, help="exact ROC up to this FAR (histogram beyond)")
     g.add_argument("--no_histogram", action="store_true", help="skip the all-scores histogram (coarse ROC)")
     g = p.add_argument_group("output")
-    g.add_argument("--name", default="megaface", help="name of the report and plot files")
+    g.add_argument("--name", default="", help="name of the report and plot files (default: megaface; "
+                                             "megaface_synthetic for --data=synthetic)")
     g.add_argument("--output_dir", default="./eval_results", help="folder for the JSON report and PNG plots")
+    add_overwrite_flag(g)
     g.add_argument("--no_plots", action="store_true", help="write no PNG plots")
     g.add_argument("--no_progress", action="store_true", help="no progress bars")
     return p
@@ -85,16 +92,19 @@ def build_parser(prog: str = "MegaFace_Evaluation.py") -> EvalParser:
 # ---------------------------------------------------------------------------------------------- inputs
 def _inputs(args) -> dict:
     """Probe list, distractor lists per size and image roots, from the flags or the synthetic set."""
-    if args.synthetic:
+    if args.data == "synthetic":
         if args.probe_list or args.distractor_lists:
-            raise CLIError("give either --synthetic or --probe_list/--distractor_lists, not both")
-        hw = parse_input_size(args.input_size) if args.input_size else None
-        syn = ensure_synthetic(Config() if hw is None else Config(input_size=hw))
+            raise CLIError("give either --data=synthetic or --probe_list/--distractor_lists, not both")
+        settings = synthetic_settings(args.checkpoint, args.trust_checkpoint)  # the checkpoint's own synthetic set
+        if args.input_size:
+            settings["input_size"] = parse_input_size(args.input_size)
+        syn = ensure_synthetic(apply_overrides(Config(), settings, source=f"the config of {args.checkpoint}"))
         probe_list, probe_root, distractor_root = syn.probe_list, syn.probe_root, syn.distractor_root
         lists = {int(n): Path(p) for n, p in syn.distractor_lists.items()}
     else:
         if not args.probe_list or not args.distractor_lists:
-            raise CLIError("no data: give --probe_list=... --distractor_lists=... (and image roots), or --synthetic")
+            raise CLIError("no data: give --probe_list=... --distractor_lists=... (and image roots), or "
+                           "--data=synthetic")
         probe_list, probe_root, distractor_root = args.probe_list, args.probe_root, args.distractor_root
         src = Path(args.distractor_lists)
         if src.is_dir():
@@ -216,8 +226,15 @@ def _clean(args, probes, probe_feats, union, index) -> tuple[np.ndarray, dict, d
 
 def _run(argv: list[str], prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
+    if args.synthetic:
+        print("note: --synthetic is the old spelling of --data=synthetic", file=sys.stderr)
+        args.data = "synthetic"
+    # the report's name from the data, so that the synthetic and the real run do not overwrite each other
+    args.name = args.name or ("megaface_synthetic" if args.data == "synthetic" else "megaface")
     fars = _check_metric_flags(args)
     inputs = _inputs(args)
+    check_overwrite(_report_path(args), {"command_checkpoint": args.checkpoint, "command_data": _data_id(inputs)},
+                    args.overwrite)
 
     device = resolve_device(args.device)
     autocast_dtype(args.amp, device, key="--amp")  # a precision the device cannot run fails before extraction
@@ -269,7 +286,7 @@ def _run(argv: list[str], prog: str) -> int:
         "search": {"precision": next(iter(results.values()))["precision"] if results else args.precision,
                    "device": str(device), "chunk_size": args.chunk_size, "tail_far": args.tail_far},
         "results": {str(n): r for n, r in results.items()},
-        "command": " ".join([prog, *argv]),
+        "command": " ".join([prog, *argv]), "command_checkpoint": args.checkpoint, "command_data": _data_id(inputs),
     }
     written = _write_report(args, report, results)
     print(f"cleaning: {'on' if cleaning['facescrub'] or cleaning['megaface'] else 'off'}; "
@@ -277,11 +294,21 @@ def _run(argv: list[str], prog: str) -> int:
     return 0
 
 
-def _write_report(args, report: dict, results: dict) -> list[Path]:
-    out_dir = Path(args.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def _report_path(args) -> Path:
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.name).strip("_") or "megaface"
-    json_path = out_dir / f"{stem}.json"
+    return Path(args.output_dir) / f"{stem}.json"
+
+
+def _data_id(inputs: dict) -> str:
+    """What was evaluated, for the overwrite check: the probe list and the distractor images (a rerun with other
+    --sizes or cleaning evaluates the same data)."""
+    return f"{inputs['probe_list']} + {inputs['distractor_root']}"
+
+
+def _write_report(args, report: dict, results: dict) -> list[Path]:
+    json_path = _report_path(args)
+    out_dir, stem = json_path.parent, json_path.stem
+    out_dir.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=1))
     written = [json_path]
     if not args.no_plots and results:

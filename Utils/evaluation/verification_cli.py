@@ -19,7 +19,8 @@ from Config.cli import apply_overrides, validate
 from Config.config import Config
 from Datasets import load_verification_set
 
-from .cli import CLIError, EvalParser, add_model_flags, check_counts, load_model, run_cli
+from .cli import (CLIError, EvalParser, add_model_flags, add_overwrite_flag, check_counts, check_overwrite,
+                  load_model, run_cli, synthetic_settings)
 from .reports import format_report, save_report
 from .verification import canonical_protocol
 from .verify import verify_report
@@ -29,15 +30,18 @@ __all__ = ["build_parser", "main"]
 
 def build_parser(prog: str, dataset: str) -> EvalParser:
     p = EvalParser(prog, f"10-fold {dataset} verification of a checkpoint (image + flip features).")
-    p.add_argument("--data", default="", help="insightface .bin file, or 'synthetic'")
+    p.add_argument("--data", default="", help="insightface .bin file, or 'synthetic' (the synthetic set the "
+                                              "checkpoint's run was trained and validated on)")
     p.add_argument("--pairs", default="", help="pairs file (LFW pairs.txt, two-path list, CFP Protocol folder)")
     p.add_argument("--images", default="", help="image root the pairs file refers to")
     p.add_argument("--protocol", default="face_pytorch", choices=["face_pytorch", "insightface", "seed"],
                    help="face_pytorch: concat, mean-subtracted cosine ('seed' is its old name); insightface: sum, "
                         "L2, VAL@FAR")
     add_model_flags(p)
-    p.add_argument("--name", default=dataset, help="name used in the report and output file names")
+    p.add_argument("--name", default="", help=f"name used in the report and output file names (default: {dataset}; "
+                                              f"'synthetic' for --data=synthetic)")
     p.add_argument("--output_dir", default="./eval_results", help="folder for the JSON, ROC CSV and ROC PNG")
+    add_overwrite_flag(p)
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p
 
@@ -66,18 +70,23 @@ def _run(argv: list[str], prog: str, dataset: str) -> int:
 
     protocol = canonical_protocol(args.protocol)
     hw, color = loaded.input_hw, loaded.color_order
-    cfg = validate(apply_overrides(Config(), {"input_size": hw, "color_order": color,
+    # --data=synthetic: the checkpoint's own synthetic set (its run's settings), not the default one
+    base = synthetic_settings(args.checkpoint, args.trust_checkpoint) if spec == "synthetic" else {}
+    cfg = validate(apply_overrides(Config(), {**base, "input_size": hw, "color_order": color,
                                               "eval_batch_size": args.batch_size, "num_workers": args.num_workers,
                                               "eval_protocol": protocol}, source="command line"))
+    name = args.name or ("synthetic" if spec == "synthetic" else dataset)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{name}_{protocol}").strip("_").lower()
+    check_overwrite(Path(args.output_dir) / f"{stem}.json", {"checkpoint": args.checkpoint, "data": spec},
+                    args.overwrite)
     vset = load_verification_set(spec, cfg)
-    vset.name = args.name or vset.name
+    vset.name = name
     print(f"{vset.name}: {len(vset.issame)} pairs from {spec}; {loaded.describe()}", flush=True)
     start = time.perf_counter()
     report = verify_report(loaded.model, vset, protocol, args.batch_size, loaded.device, loaded.amp_dtype,
                            args.num_workers, progress=not args.no_progress, fast=loaded.fast)
     seconds = time.perf_counter() - start
     print(format_report(report.summary))
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{vset.name}_{protocol}").strip("_").lower()
     extra = {"checkpoint": str(args.checkpoint), "data": spec, "backbone": loaded.meta["backbone"],
              "embedding_size": loaded.meta["embedding_size"], "input_size": hw, "color_order": color,
              "device": str(loaded.device), "amp": loaded.amp, "fast": loaded.fast, "batch_size": args.batch_size,

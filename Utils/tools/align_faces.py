@@ -61,16 +61,23 @@ def align_folder(input_dir: str, landmark_file: str, output_dir: str, template: 
     return written, failed
 
 
+# the order of the template's points (Datasets/align.py), as MTCNN and RetinaFace return them
+LANDMARK_ORDER = ("left eye, right eye, nose tip, left mouth corner, right mouth corner, in image coordinates "
+                  "(the left eye is the one on the image's left)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m Utils.tools.align_faces",
-                                 description="Warp faces onto the 5-point ArcFace/SphereFace template.")
+                                 description="Warp faces onto the 5-point ArcFace/SphereFace template.",
+                                 epilog=f"landmark order: {LANDMARK_ORDER}.",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--template", default="arcface", choices=["arcface", "sphereface"],
                     help="arcface: 112x112; sphereface: 112x96")
     ap.add_argument("--image", help="one image to align")
-    ap.add_argument("--landmarks", help="its 10 coordinates x1,y1,...,x5,y5")
+    ap.add_argument("--landmarks", help=f"its 10 coordinates x1,y1,...,x5,y5: {LANDMARK_ORDER}")
     ap.add_argument("--output", help="where to write the aligned image")
     ap.add_argument("--input_dir", help="batch mode: root of the images named in the landmark file")
-    ap.add_argument("--landmark_file", help="batch mode: lines 'relative/path x1 y1 ... x5 y5'")
+    ap.add_argument("--landmark_file", help="batch mode: lines 'relative/path x1 y1 ... x5 y5' (the same order)")
     ap.add_argument("--output_dir", help="batch mode: output root (mirrors the relative paths)")
     ap.add_argument("--quality", type=int, default=95, help="JPEG quality of the output")
     args = ap.parse_args(argv)

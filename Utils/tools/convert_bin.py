@@ -66,15 +66,18 @@ def folder_to_bin(spec: str, out_bin: str | os.PathLike) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m Utils.tools.convert_bin", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m Utils.tools.convert_bin", description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    a = sub.add_parser("to-folder", help=".bin -> numbered images + pairs.txt")
-    a.add_argument("bin")
-    a.add_argument("out_dir")
+    a = sub.add_parser("to-folder", help=".bin -> numbered images + pairs.txt",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    a.add_argument("bin", help="the insightface .bin file to unpack")
+    a.add_argument("out_dir", help="folder for the images and pairs.txt")
     a.add_argument("--folds", action="store_true", help="add a fold column (10 contiguous folds) to pairs.txt")
-    b = sub.add_parser("to-bin", help="pairs_file::image_root -> .bin")
+    b = sub.add_parser("to-bin", help="pairs_file::image_root -> .bin",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     b.add_argument("spec", help="pairs file (LFW pairs.txt, two-path list or CFP Protocol folder)::image root")
-    b.add_argument("out_bin")
+    b.add_argument("out_bin", help="the .bin file to write")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "to-folder":

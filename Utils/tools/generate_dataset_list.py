@@ -32,9 +32,10 @@ def generate_dataset_list(root: str | os.PathLike, output: str | os.PathLike | N
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m Utils.tools.generate_dataset_list",
-                                 description="Write 'relative/path label' lines for root/<identity>/<image> folders.")
+                                 description="Write 'relative/path label' lines for root/<identity>/<image> folders.",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("root", help="image folder with one sub-folder per identity")
-    ap.add_argument("--output", default="", help="list file to write (default: <root>/train_list.txt)")
+    ap.add_argument("--output", default="", help="list file to write ('': <root>/train_list.txt)")
     ap.add_argument("--absolute", action="store_true", help="write absolute paths instead of paths relative to root")
     args = ap.parse_args(argv)
     try:

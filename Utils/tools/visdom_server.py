@@ -131,10 +131,11 @@ def serve(port: int = 8097, env_path: str | None = None, extra: list[str] | None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m Utils.tools.visdom_server", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m Utils.tools.visdom_server", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--setup", action="store_true", help="install the page's assets from npm, then exit")
-    parser.add_argument("--port", type=int, default=8097)
-    parser.add_argument("--env_path", default=None, help="where environments are saved (default ~/.visdom)")
+    parser.add_argument("--port", type=int, default=8097, help="port the page and the runs' plots use")
+    parser.add_argument("--env_path", default=None, help="where environments are saved (None: ~/.visdom)")
     args = parser.parse_args(argv)
     try:
         if args.setup:

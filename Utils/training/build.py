@@ -16,7 +16,7 @@ from Backbones import build_backbone
 from Heads import HeadOutput, build_head
 from Heads.partial_fc import PartialFC, class_shard
 
-from ..device import autocast_dtype
+from ..device import autocast_dtype, hide_cuda_probe_message
 from .distributed import DistContext, convert_sync_bn, setup_distributed, wrap_backbone, wrap_module
 from .grads import ShardedGradScaler
 from .optim import build_optimizer, build_scheduler
@@ -84,6 +84,7 @@ def _maybe_compile(backbone: nn.Module, device: torch.device) -> nn.Module:
     if device.type == "cpu" and not shutil.which(os.environ.get("CXX", "g++")) and not shutil.which("c++"):
         warnings.warn("compile: no C++ compiler found (inductor needs one on CPU); training eagerly", stacklevel=2)
         return backbone
+    hide_cuda_probe_message()  # inductor imports torch.utils.cpp_extension, which logs it on CPU machines
     return torch.compile(backbone)
 
 

@@ -5,7 +5,9 @@ from pathlib import Path
 
 from ..plotting import new_figure, save_figure
 
-__all__ = ["plot_training_curves"]
+__all__ = ["plot_training_curves", "FEW_POINTS"]
+
+FEW_POINTS = 30  # curves with at most this many points are drawn with markers
 
 
 def plot_training_curves(history: list[dict], path: str | Path, title: str = "") -> Path | None:
@@ -19,7 +21,8 @@ def plot_training_curves(history: list[dict], path: str | Path, title: str = "")
     panels = [(axes[0, 0], "loss", "training loss"), (axes[0, 1], "accuracy", "training accuracy"),
               (axes[1, 0], "lr", "learning rate")]
     for ax, key, label in panels:
-        ax.plot(its, [r[key] for r in train], lw=1.2)
+        # a short run logs few points: markers make one or two of them visible, where a line alone is not
+        ax.plot(its, [r[key] for r in train], lw=1.2, marker="o" if len(its) <= FEW_POINTS else None, ms=4)
         ax.set_title(label)
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)

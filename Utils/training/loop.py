@@ -31,6 +31,7 @@ from .build import Components
 from .signals import StopSignals
 from .grads import clip_to_norm_, global_grad_norm
 from .state import TrainState
+from .watch import watch_lines
 
 __all__ = ["StopReason", "StepResult", "RunResult", "forward_loss", "train_step", "run"]
 
@@ -176,7 +177,7 @@ def _after_step(session, state: TrainState) -> StopReason | None:
     """The per-step cadence: log every log_every steps (and at the last), evaluate every eval_every, save every
     save_every; then whether the run must stop."""
     cfg, policy, it = session.cfg, session.policy, state.iteration
-    if it % cfg.log_every == 0 or it == session.comp.total_iters:
+    if it % policy.log_every == 0 or it == session.comp.total_iters:
         policy.flush(state)
     if cfg.eval_every and it % cfg.eval_every == 0:
         policy.flush(state)
@@ -203,6 +204,9 @@ def _run_epoch(session, state: TrainState, bar, signals: StopSignals) -> StopRea
         result = train_step(comp, [next(batches) for _ in range(accum)])
         _count(state, comp, result)
         bar.update(1)
+        if session.policy.compiling:  # the first step has compiled the backbone: the bar is an epoch bar again
+            session.policy.compiling = False
+            bar.set_description(f"epoch {state.epoch + 1}/{cfg.epochs}")
         session.policy.record(state, result)
         stop = _after_step(session, state)
         if stop is not None:
@@ -240,19 +244,37 @@ def _on_stop(session, state: TrainState, stop: StopReason, signal_name: str = ""
                            + (f"; continue with --resume={path}" if path else ""))
 
 
+_COMPILING = "compiling the backbone (torch.compile), ~1-2 min on CPU"
+
+
+def _is_compiled(model) -> bool:
+    return any(type(m).__name__ == "OptimizedModule" for m in model.modules())
+
+
 def run(session) -> RunResult:
     """Train `session` (Utils.training.session.setup) to its end or its stop; then summary, curves, sinks closed."""
     comp, cfg, state, policy = session.comp, session.cfg, session.state, session.policy
     policy.logger.info(policy.describe())
+    for line in watch_lines(cfg, policy.run_dir, policy.run_name):
+        policy.logger.info(line)
+    if policy.log_every != cfg.log_every:
+        policy.logger.info(f"log_every {cfg.log_every} >= the run's {comp.total_iters} iterations: logging every "
+                           f"{policy.log_every}")
     stop = None
     with StopSignals() as signals, tqdm(total=comp.total_iters, initial=state.iteration, disable=not comp.ctx.is_main, dynamic_ncols=True,
               unit="it", desc="train") as bar:
         policy.bar = bar
         if cfg.eval_at_start and state.iteration == 0:
             policy.evaluate(state)
+        policy.compiling = _is_compiled(comp.model) and comp.ctx.is_main
+        if policy.compiling:
+            policy.logger.info(f"{_COMPILING}: the first step builds the kernels, then the bar moves (a rerun with "
+                               f"the same shapes reuses them)")
         policy.start_clock()
         while state.epoch < cfg.epochs:
             bar.set_description(f"epoch {state.epoch + 1}/{cfg.epochs}")
+            if policy.compiling:
+                bar.set_description(_COMPILING)
             stop = _run_epoch(session, state, bar, signals)
             if stop is not None:
                 break

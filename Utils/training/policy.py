@@ -21,6 +21,7 @@ from .log import RunLogger, format_duration, format_table
 from .run_dir import append_history, read_history, write_history
 from .sinks import Sinks
 from .state import TrainState, make_checkpoint, rank_sidecar
+from .watch import effective_log_every, evaluation_command
 
 __all__ = ["RunPolicy", "load_sidecar"]
 
@@ -46,6 +47,8 @@ class RunPolicy:
         self.verify_fn = verify_fn or verify  # with its own progress bar: a large set takes minutes on CPU
         self.sinks = sinks or Sinks([])
         self.bar = None  # the loop's progress bar while it runs
+        self.compiling = False  # the first step of a compiled backbone is still to come (the loop's bar says so)
+        self.run_name = run_dir.name if run_dir else f"{self.cfg.backbone}_{self.cfg.head}_write_nothing"
         self.history: list[dict] = []
         if run_dir is not None and comp.ctx.is_main:
             # records logged after the checkpoint being resumed will be logged again by this run
@@ -55,6 +58,7 @@ class RunPolicy:
         self._clock = time.perf_counter()
         self._session_start_iter = state.iteration
         self._session_seconds = 0.0
+        self.log_every = effective_log_every(self.cfg.log_every, comp.total_iters)
 
     def describe(self) -> str:
         """The run's first log line: model, data, where, precision, batch and length."""
@@ -254,6 +258,9 @@ class RunPolicy:
         png = self.plot()
         if png is not None:
             self.logger.info(f"curves: {png}")
+        command = evaluation_command(self.cfg, self.run_dir) if self.comp.ctx.is_main else ""
+        if command:
+            self.logger.info(f"evaluate the best checkpoint: {command}")
         self.sinks.close()
         return summary
 

@@ -15,15 +15,16 @@ import time
 import warnings
 from pathlib import Path
 
-__all__ = ["make_run_dir", "run_dir_of_checkpoint", "save_config", "append_history", "read_history", "write_history"]
+__all__ = ["plan_run_dir", "make_run_dir", "run_dir_of_checkpoint", "save_config", "append_history", "read_history", "write_history"]
 
 
 def _default_name(cfg) -> str:
     return f"{cfg.backbone}_{cfg.head}_{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def make_run_dir(cfg) -> Path:
-    """Create output_dir/<run_name> (a new timestamped name when run_name is empty; never reuses a non-empty one)."""
+def plan_run_dir(cfg) -> Path:
+    """The run directory output_dir/<run_name> a fresh run will create (a new timestamped name when run_name is
+    empty; never a non-empty one), checked but not created: a run whose later checks fail leaves nothing behind."""
     name = cfg.run_name or _default_name(cfg)
     if not re.fullmatch(r"[\w.\-]+", name):
         raise ValueError(f"run_name: '{name}' may hold only letters, digits, '_', '-' and '.'")
@@ -37,6 +38,12 @@ def make_run_dir(cfg) -> Path:
             if not candidate.exists():
                 path = candidate
                 break
+    return path
+
+
+def make_run_dir(cfg) -> Path:
+    """plan_run_dir, created."""
+    path = plan_run_dir(cfg)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

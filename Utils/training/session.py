@@ -2,6 +2,7 @@
 `train` = setup + the loop, the entry point for tests and notebooks."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -14,7 +15,7 @@ from .loop import RunResult, run
 from .policy import RunPolicy, load_sidecar
 from .preflight import preflight
 from .reshard import reshard_partial_fc
-from .run_dir import make_run_dir, run_dir_of_checkpoint, save_config
+from .run_dir import plan_run_dir, run_dir_of_checkpoint, save_config
 from .sinks import build_sinks
 from .state import TrainState, config_differences, restore_checkpoint
 
@@ -41,29 +42,39 @@ def _load_val_sets(cfg, ctx: DistContext) -> list:
     return [load_verification_set(spec, cfg) for spec in cfg.val_sets]
 
 
-def _log_training_data(dataset, logger: RunLogger) -> None:
+def _training_data_notes(dataset) -> list[str]:
     """Per-set images and classes when the run trains on several sets; what the readers noted (a float32 header)."""
-    if hasattr(dataset, "summary_rows"):
-        logger.info(format_table(dataset.summary_rows(), "training sets"))
-    for note in getattr(dataset, "notes", []):
-        logger.info(note)
+    notes = [format_table(dataset.summary_rows(), "training sets")] if hasattr(dataset, "summary_rows") else []
+    return notes + list(getattr(dataset, "notes", []))
+
+
+def _resolve_val_sets(cfg, loaded: list | None) -> tuple:
+    """cfg with val_sets "auto" expanded (every rank, so all agree whether the run evaluates), and what it chose;
+    the expanded list is what config.json records."""
+    if loaded is not None or "auto" not in cfg.val_sets:
+        return cfg, []
+    from Datasets import resolve_val_sets  # deferred, as in _load_val_sets
+
+    specs, note = resolve_val_sets(cfg)
+    return dataclasses.replace(cfg, val_sets=specs), [note] if note else []
 
 
 def setup(cfg, dataset=None, val_sets: list | None = None, verify_fn: Callable | None = None,
           ctx: DistContext | None = None) -> Session:
     """Build the run for `cfg`. `dataset`, `val_sets` (loaded sets) and `verify_fn` replace what the config names
     (tests and notebooks inject their own); `ctx` replaces the torchrun environment."""
+    cfg, notes = _resolve_val_sets(cfg, val_sets)
     preflight(cfg, train=dataset is None, val=val_sets is None)  # before the data is built or generated
     comp = build_components(cfg, dataset, ctx)
     ctx = comp.ctx
     run_dir = None
     if not cfg.write_nothing:
         if ctx.is_main:
-            run_dir = run_dir_of_checkpoint(cfg.resume) if cfg.resume else make_run_dir(cfg)
+            run_dir = run_dir_of_checkpoint(cfg.resume) if cfg.resume else plan_run_dir(cfg)
         run_dir = Path(broadcast_object(str(run_dir) if run_dir else "", ctx) or ".")
-    logger = RunLogger(run_dir / "train.log" if run_dir else None, enabled=ctx.is_main)
     state = TrainState()
-    _log_training_data(comp.dataset, logger)
+    notes += _training_data_notes(comp.dataset)
+    warnings: list[str] = []
     if cfg.resume:
         ckpt = load_checkpoint(cfg.resume, trust=cfg.trust_checkpoint)
         ckpt_dir = run_dir_of_checkpoint(cfg.resume)
@@ -76,28 +87,36 @@ def setup(cfg, dataset=None, val_sets: list | None = None, verify_fn: Callable |
                              f"last.pt from {ckpt['iteration']} (a stale shard)")
         if ctx.rank > 0 and cfg.partial_fc and same_world and sidecar is None:
             raise ValueError(f"resume: {ckpt_dir} has no last.rank{ctx.rank}.pt (this rank's Partial-FC shard)")
-        resharded = reshard_partial_fc(comp, ckpt, ckpt_dir, cfg.trust_checkpoint) if cfg.partial_fc and not same_world else None
+        resharded = (reshard_partial_fc(comp, ckpt, ckpt_dir, cfg.trust_checkpoint)
+                     if cfg.partial_fc and not same_world else None)
         state = restore_checkpoint(comp, ckpt, sidecar, resharded)
-        logger.info(f"resumed from {cfg.resume}: epoch {state.epoch + 1}, iteration {state.iteration}")
+        notes.append(f"resumed from {cfg.resume}: epoch {state.epoch + 1}, iteration {state.iteration}")
         if not same_world:
-            logger.info(f"resumed on {ctx.world_size} processes from a run on {saved_world}: the sampler goes on at "
-                        f"global sample {state.epoch_iteration * comp.global_batch} of epoch {state.epoch + 1}"
-                        + (", Partial-FC class centres re-sharded" if cfg.partial_fc else ""))
+            notes.append(f"resumed on {ctx.world_size} processes from a run on {saved_world}: the sampler goes on at "
+                         f"global sample {state.epoch_iteration * comp.global_batch} of epoch {state.epoch + 1}"
+                         + (", Partial-FC class centres re-sharded" if cfg.partial_fc else ""))
         if ckpt.get("iters_per_epoch", comp.iters_per_epoch) != comp.iters_per_epoch:
-            logger.warn(f"iterations per epoch: {ckpt['iters_per_epoch']} in the checkpoint, {comp.iters_per_epoch} "
-                        f"now (the last partial batch splits differently over {ctx.world_size} processes)")
-        for diff in config_differences(ckpt.get("config", {}), cfg):
-            logger.warn(f"setting changed since the checkpoint: {diff}")
-    elif run_dir is not None and ctx.is_main:
-        save_config(cfg, run_dir)
+            warnings.append(f"iterations per epoch: {ckpt['iters_per_epoch']} in the checkpoint, "
+                            f"{comp.iters_per_epoch} now (the last partial batch splits differently over "
+                            f"{ctx.world_size} processes)")
+        warnings += [f"setting changed since the checkpoint: {diff}"
+                     for diff in config_differences(ckpt.get("config", {}), cfg)]
     if val_sets is None:
         val_sets = _load_val_sets(cfg, ctx)
+    # every check has passed: only now is anything written (a failed start leaves no run directory behind)
+    if run_dir is not None and ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir)  # on resume too: config.json holds the settings the run goes on with
+    logger = RunLogger(run_dir / "train.log" if run_dir else None, enabled=ctx.is_main)
+    for note in notes:
+        logger.info(note)
+    for warning in warnings:
+        logger.warn(warning)
     sinks = None
     if ctx.is_main:
         name = run_dir.name if run_dir else f"{cfg.backbone}_{cfg.head}_write_nothing"
         sinks = build_sinks(cfg, name, logger.warn, run_dir, state.iteration)
-    policy = RunPolicy(comp, state, run_dir, logger, val_sets, verify_fn, sinks)
-    return Session(comp, state, policy)
+    return Session(comp, state, RunPolicy(comp, state, run_dir, logger, val_sets, verify_fn, sinks))
 
 
 def train(cfg, dataset=None, val_sets: list | None = None, verify_fn: Callable | None = None,

@@ -40,12 +40,16 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in --help, and the epilog's list of source formats kept as written."""
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m Utils.tools.model_import",
         description="Import another project's face-recognition weights as a checkpoint of this project.",
         epilog="source formats:\n" + "\n".join(f"  {n}: {get_source(n).description}" for n in list_sources()),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=_HelpFormatter)
     p.add_argument("--source", required=True, help="key layout of the weights (see below)")
     p.add_argument("--weights", required=True, help="the foreign checkpoint file")
     p.add_argument("--backbone", required=True, help="our backbone of the same architecture (MobileFaceNet, ...)")

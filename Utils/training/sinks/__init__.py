@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Protocol
 
-__all__ = ["MetricSink", "Sinks", "build_sinks"]
+__all__ = ["MetricSink", "Sinks", "build_sinks", "visdom_env"]
 
 
 class MetricSink(Protocol):
@@ -37,10 +37,15 @@ class Sinks:
             sink.close()
 
 
+def visdom_env(name: str) -> str:
+    """The visdom environment of run `name` (visdom reads '-' in an environment name as a sub-environment)."""
+    return name.replace("-", "_")
+
+
 def _visdom(cfg, name: str, warn: Callable[[str], None]) -> MetricSink:
     from .visdom import VisdomLogger  # deferred: visdom (and requests) only when the run plots live
 
-    return VisdomLogger(cfg.visdom_server, cfg.visdom_port, name.replace("-", "_"), cfg.visdom_timeout, warn=warn)
+    return VisdomLogger(cfg.visdom_server, cfg.visdom_port, visdom_env(name), cfg.visdom_timeout, warn=warn)
 
 
 def _tensorboard(cfg, name: str, warn: Callable[[str], None], run_dir=None, start_step: int = 0) -> MetricSink | None:
