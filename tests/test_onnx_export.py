@@ -51,5 +51,5 @@ def test_parity_gate_fails_the_command(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(onnx_export, "onnx_parity", lambda *a, **k: 0.5)  # as if a kernel were wrong
     assert main([f"--checkpoint={tmp_path / 'm.pt'}", f"--out={tmp_path / 'm.onnx'}", "--atol=1e-3"]) == 1
     assert "error: ONNX output differs from PyTorch by 0.5 > 0.001" in capsys.readouterr().err
-    assert main([f"--checkpoint={tmp_path / 'missing.pt'}", f"--out={tmp_path / 'x.onnx'}"]) == 1
+    assert main([f"--checkpoint={tmp_path / 'missing.pt'}", f"--out={tmp_path / 'x.onnx'}"]) == 2
     assert "error: checkpoint not found" in capsys.readouterr().err

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         diff = onnx_parity(model, args.out, hw)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2  # bad input; 1 is kept for a failed parity check
     print(f"wrote {args.out}: input (N, 3, {hw[0]}, {hw[1]}) {meta['color_order']} {meta['normalization']}, "
           f"output (N, {meta['embedding_size']})")
     print(f"parity with PyTorch (batches 1 and 5): max abs diff {diff:.3g} (tolerance {args.atol:g})")

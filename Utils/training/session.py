@@ -47,6 +47,8 @@ def setup(cfg, dataset=None, val_sets: list | None = None, verify_fn: Callable |
     preflight(cfg, train=dataset is None, val=val_sets is None)  # before the data is built or generated
     comp = build_components(cfg, dataset, ctx)
     ctx = comp.ctx
+    if val_sets is None:  # read before the run directory exists: a bad file leaves nothing behind
+        val_sets = _load_val_sets(cfg, ctx)
     run_dir = None
     if not cfg.write_nothing:
         if ctx.is_main:
@@ -66,8 +68,6 @@ def setup(cfg, dataset=None, val_sets: list | None = None, verify_fn: Callable |
             logger.warn(f"setting changed since the checkpoint: {diff}")
     elif run_dir is not None and ctx.is_main:
         save_config(cfg, run_dir)
-    if val_sets is None:
-        val_sets = _load_val_sets(cfg, ctx)
     sinks = None
     if ctx.is_main:
         name = run_dir.name if run_dir else f"{cfg.backbone}_{cfg.head}_write_nothing"
