@@ -36,8 +36,8 @@ def read_list_file(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
             label = int(parts[1])
         except ValueError:
             raise DataFormatError(f"{path}:{n}: expected 'relative/path label', got '{line[:80]}'") from None
-        if label < 0:
-            raise DataFormatError(f"{path}:{n}: label {label} is negative")
+        if not 0 <= label < 2 ** 63:  # the labels become an int64 array
+            raise DataFormatError(f"{path}:{n}: label {label} is " + ("negative" if label < 0 else "too large"))
         names.append(parts[0])
         labels.append(label)
     if not names:

@@ -113,15 +113,20 @@ def read_noise_list(path: str | os.PathLike) -> set[str]:
     path = Path(path)
     if not path.is_file():
         raise DataPathError(f"noise list not found: {path}")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise DataFormatError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x})") from None
     names = set()
-    with open(path, "r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            name = line.strip()
-            if not name or name.startswith("#"):
-                continue
-            if any(c.isspace() for c in name):
-                raise DataFormatError(f"{path}:{lineno}: expected one image name per line, got {name!r}")
-            names.add(name)
+    for lineno, line in enumerate(text.splitlines(), 1):
+        name = line.strip()
+        if not name or name.startswith("#"):
+            continue
+        if any(c.isspace() for c in name):
+            raise DataFormatError(f"{path}:{lineno}: expected one image name per line, got {name!r}")
+        names.add(name)
     return names
 
 

@@ -102,3 +102,39 @@ def test_rng_state_survives_a_weights_only_round_trip(tmp_path):
     got = (np.random.standard_normal(3), np.random.random_sample(3), random.random(), torch.rand(3))
     assert np.array_equal(expected[0], got[0]) and np.array_equal(expected[1], got[1])
     assert expected[2] == got[2] and torch.equal(expected[3], got[3])
+
+
+def test_old_checkpoint_with_numpy_state_needs_the_flag_and_loads_with_it(tmp_path, capsys):
+    """A checkpoint written before RNG states were tensors (numpy arrays inside) is refused, naming the flag; with
+    --trust_checkpoint=true the evaluation runs on it."""
+    import io as _io
+    import pickle
+
+    from PIL import Image
+
+    from Backbones import get_backbone
+    from Utils.checkpoint import backbone_meta
+    from Utils.evaluation.verification_cli import main
+
+    torch.manual_seed(0)
+    old = tmp_path / "old.pt"
+    torch.save({"backbone": get_backbone("TinyTestNet", 16, (32, 32)).state_dict(),
+                "meta": backbone_meta("TinyTestNet", 16, (32, 32), "RGB"),
+                "rng": {"numpy": np.random.get_state()}}, old)
+    rng = np.random.default_rng(0)
+    bins = []
+    for _ in range(40):
+        buf = _io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buf, format="PNG")
+        bins.append(buf.getvalue())
+    with open(tmp_path / "v.bin", "wb") as f:
+        pickle.dump((bins, [k % 2 == 0 for k in range(20)]), f, protocol=4)
+    args = [f"--checkpoint={old}", f"--data={tmp_path / 'v.bin'}", "--device=cpu", "--num_workers=0",
+            "--no_progress", f"--output_dir={tmp_path / 'out'}"]
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {old}: refused") and "--trust_checkpoint=true" in err and "\n" not in err
+    assert not (tmp_path / "out").exists()
+    assert main(args + ["--trust_checkpoint=true"]) == 0
+    assert (tmp_path / "out").is_dir()

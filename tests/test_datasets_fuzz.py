@@ -177,3 +177,57 @@ def test_fuzz_ijb_meta(tmp_path):
 
     n, outcomes = run_fuzz(rng, BUDGET_S, make, read)
     assert n >= 60 and outcomes["error"] > 0 and outcomes["ok"] > 0, (n, outcomes)  # six files written a try
+
+
+def _fuzz_text(tmp_path, seed, good: bytes, read, name: str):
+    rng = np.random.default_rng(seed)
+    path = tmp_path / name
+
+    def make(rng):
+        path.write_bytes(mutate(rng, good))
+
+    n, outcomes = run_fuzz(rng, BUDGET_S / 2, make, lambda: read(path))
+    assert n >= 150 and outcomes["error"] > 0 and outcomes["ok"] > 0, (n, outcomes)
+
+
+def test_fuzz_landmark_files(tmp_path):
+    from Utils.tools.align_faces import read_landmark_file
+
+    good = "".join(f"id{k}/img {k}.jpg 30.3 51.7 65.5 51.5 48.0 71.7 33.5 92.4 62.7 92.2\n" for k in range(8))
+
+    def read(path):
+        for rel, coords in read_landmark_file(path):
+            assert len(coords) == 10 and rel
+
+    _fuzz_text(tmp_path, 21, ("# comment\n" + good).encode(), read, "landmarks.txt")
+
+
+def test_fuzz_training_list_files(tmp_path):
+    from Datasets.folder import read_list_file
+
+    good = "".join(f"id{k // 3}/{k}.jpg {k // 3}\n" for k in range(24)).encode()
+
+    def read(path):
+        names, labels = read_list_file(path)
+        assert len(names) == len(labels) and labels.min() >= 0
+
+    _fuzz_text(tmp_path, 22, good, read, "train_list.txt")
+
+
+@pytest.mark.parametrize("kind", ["probes", "distractors", "noises"])
+def test_fuzz_megaface_lists(tmp_path, kind):
+    import json
+
+    from Datasets.megaface import read_distractor_list, read_noise_list, read_probe_list
+
+    if kind == "probes":
+        good = json.dumps({"path": [f"P{k}/P{k}_{j}.jpg" for k in range(4) for j in range(3)],
+                           "id": [f"P{k}" for k in range(4) for j in range(3)]})
+        read = read_probe_list
+    elif kind == "distractors":
+        good = json.dumps({"path": [f"{k:03d}/{k}.jpg" for k in range(12)]})
+        read = read_distractor_list
+    else:
+        good = "#noises\n" + "".join(f"P{k}_{k}.jpg\n" for k in range(10))
+        read = read_noise_list
+    _fuzz_text(tmp_path, 23, good.encode(), read, f"{kind}.json")

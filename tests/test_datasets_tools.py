@@ -25,7 +25,7 @@ def test_generate_dataset_list(tmp_path, capsys):
     assert generate_dataset_list.main([str(tmp_path)]) == 0
     lines = (tmp_path / "train_list.txt").read_text().splitlines()
     assert lines == ["a_person/x.jpg 0", "b_person/1.png 1", "b_person/2.jpg 1", "c/n/3.jpeg 2"]
-    assert generate_dataset_list.main([str(tmp_path / "missing")]) == 1
+    assert generate_dataset_list.main([str(tmp_path / "missing")]) == 2
     assert "error:" in capsys.readouterr().err
 
 

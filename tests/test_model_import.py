@@ -394,7 +394,7 @@ def test_cli_writes_a_checkpoint_the_evaluation_scripts_load(tmp_path, capsys):
         assert torch.allclose(rgb(x), model(x.flip(1)), atol=1e-5)  # RGB input to one == BGR input to the other
 
     capsys.readouterr()
-    assert main(argv[:3] + ["--input_size=112,112", "--color_order=RGB", f"--out={tmp_path / 'x.pt'}"]) == 1
+    assert main(argv[:3] + ["--input_size=112,112", "--color_order=RGB", f"--out={tmp_path / 'x.pt'}"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "linear7.conv.weight (512, 1, 7, 6) -> gdc.conv.weight" in err
     assert not (tmp_path / "x.pt").exists()

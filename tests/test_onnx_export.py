@@ -53,7 +53,7 @@ def test_parity_gate_fails_the_command_and_leaves_no_file(tmp_path, capsys, monk
     assert main([f"--checkpoint={tmp_path / 'm.pt'}", f"--out={tmp_path / 'm.onnx'}", "--atol=1e-3"]) == 1
     assert "error: ONNX output differs from PyTorch by 0.5 > 0.001" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]  # neither m.onnx nor its temporary file
-    assert main([f"--checkpoint={tmp_path / 'missing.pt'}", f"--out={tmp_path / 'x.onnx'}"]) == 1
+    assert main([f"--checkpoint={tmp_path / 'missing.pt'}", f"--out={tmp_path / 'x.onnx'}"]) == 2
     assert "error: checkpoint not found" in capsys.readouterr().err
 
 

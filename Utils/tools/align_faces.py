@@ -27,7 +27,14 @@ __all__ = ["read_landmark_file", "align_folder", "main"]
 def read_landmark_file(path: str | os.PathLike) -> list[tuple[str, list[float]]]:
     """(relative path, 10 coordinates) per line; a malformed line raises DataFormatError naming file and line."""
     out = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:  # say where: a list of millions of lines is otherwise hard to fix
+        line = Path(path).read_bytes()[: exc.start].count(b"\n") + 1
+        raise DataFormatError(f"{path}:{line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x})") from None
+    except OSError as exc:
+        raise DataFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         parts = line.replace(",", " ").split()
@@ -38,6 +45,8 @@ def read_landmark_file(path: str | os.PathLike) -> list[tuple[str, list[float]]]
         except ValueError:
             raise DataFormatError(f"{path}:{n}: expected 'relative/path x1 y1 ... x5 y5', got '{line[:80]}'") from None
         out.append((" ".join(parts[:-10]), coords))
+    if not out:
+        raise DataFormatError(f"{path}: no landmark lines ('relative/path x1 y1 ... x5 y5')")
     return out
 
 
@@ -88,8 +97,12 @@ def main(argv: list[str] | None = None) -> int:
             coords = [float(v) for v in args.landmarks.replace(",", " ").split()]
             if len(coords) != 10:
                 ap.error("--landmarks needs 10 numbers")
-            with Image.open(args.image) as img:
-                align_face(img, coords, args.template).save(args.output, quality=args.quality)
+            try:
+                with Image.open(args.image) as img:
+                    face = align_face(img, coords, args.template)
+            except (OSError, SyntaxError, ValueError) as exc:  # PIL's errors for damaged files rarely name them
+                raise DataFormatError(f"{args.image}: cannot read the image ({exc})") from None
+            face.save(args.output, quality=args.quality)
             print(f"wrote {args.output}")
             return 0
         if not (args.input_dir and args.landmark_file and args.output_dir):
@@ -97,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         n, failed = align_folder(args.input_dir, args.landmark_file, args.output_dir, args.template, args.quality)
     except (DataFormatError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2  # bad input, as every command line of the project
     for f in failed[:20]:
         print(f"warning: skipped {f}", file=sys.stderr)
     print(f"wrote {n} aligned images to {args.output_dir}" + (f"; {len(failed)} skipped" if failed else ""))

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {args.out_bin} ({n} pairs)")
     except (DataFormatError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2  # bad input, as every command line of the project
     return 0
 
 

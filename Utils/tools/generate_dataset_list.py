@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         out, n, c = generate_dataset_list(args.root, args.output or None, args.absolute)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2  # bad input, as every command line of the project
     print(f"wrote {out}: {n} images, {c} identities (use --train_format=folder --train_root={args.root}"
           f"{'' if not args.output else ' --train_list=' + str(out)})")
     return 0

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         tmp.unlink(missing_ok=True)
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2  # bad input; 1 is kept for a failed parity check
     print(f"parity with PyTorch (batches 1 and 5): max abs diff {parity.max_normalized:.3g} on the L2-normalised "
           f"embeddings (tolerance {args.atol:g}), min cosine {parity.min_cosine:.6f}, raw max abs diff "
           f"{parity.max_abs:.3g}")

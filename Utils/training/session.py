@@ -67,6 +67,8 @@ def setup(cfg, dataset=None, val_sets: list | None = None, verify_fn: Callable |
     preflight(cfg, train=dataset is None, val=val_sets is None)  # before the data is built or generated
     comp = build_components(cfg, dataset, ctx)
     ctx = comp.ctx
+    if val_sets is None:  # read before the run directory exists: a bad file leaves nothing behind
+        val_sets = _load_val_sets(cfg, ctx)
     run_dir = None
     if not cfg.write_nothing:
         if ctx.is_main:
@@ -101,8 +103,6 @@ def setup(cfg, dataset=None, val_sets: list | None = None, verify_fn: Callable |
                             f"{ctx.world_size} processes)")
         warnings += [f"setting changed since the checkpoint: {diff}"
                      for diff in config_differences(ckpt.get("config", {}), cfg)]
-    if val_sets is None:
-        val_sets = _load_val_sets(cfg, ctx)
     # every check has passed: only now is anything written (a failed start leaves no run directory behind)
     if run_dir is not None and ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)

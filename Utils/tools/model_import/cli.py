@@ -77,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         if not torch.isfinite(out).all():
             raise ValueError(f"{args.weights}: the imported network outputs non-finite values")
         save_checkpoint(build_import_checkpoint(model, meta), args.out)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2  # bad input, as every command line of the project
     for line in report.lines():
         print(line)
     print(f"wrote {args.out}: {meta['backbone']}, {meta['embedding_size']}-d, input {meta['input_size'][0]}x"
