@@ -267,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ddp_worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"error: --device: '{device}' requested but CUDA is not available (use --device=cpu)", file=sys.stderr)
+        return 2
     quick = args.quick or device == "cpu"
     if args.ddp_worker:
         _ddp_worker(device, quick)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import REPO
 
@@ -39,10 +40,14 @@ def test_a_failing_check_is_a_row_and_the_exit_status(monkeypatch, capsys):
     assert table["extraction"][0] == "FAIL" and "weights differ" in table["extraction"][3]
 
 
-def test_unknown_check_is_one_line_and_exit_2(capsys):
-    assert gpu_check.main(["--device=cpu", "--checks=bf16_step,warp_drive"]) == 2
+@pytest.mark.parametrize("argv,word", [(["--device=cpu", "--checks=bf16_step,warp_drive"], "warp_drive"),
+                                       (["--device=cuda:3"], "cuda:3")], ids=["unknown_check", "no_cuda"])
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, word):
+    if word == "cuda:3" and torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    assert gpu_check.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "warp_drive" in err[0]
+    assert len(err) == 1 and word in err[0]
 
 
 @pytest.mark.slow  # torchrun with 1 and 2 gloo processes: ~1 min on 2 cores
