@@ -6,6 +6,7 @@ import os
 import shutil
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,7 @@ class Components:
     per_rank_batch: int
     iters_per_epoch: int
     amp_dtype: torch.dtype | None  # None: full precision
+    decode: Any = None  # gpu_decode: turns a loader batch of encoded images into the device batch; None: decoded
 
     @property
     def total_iters(self) -> int:
@@ -112,6 +114,22 @@ def make_loader(dataset, cfg, device: torch.device, batch_size: int, **kwargs) -
                                        pin_memory=device.type == "cuda", **extra, **kwargs)
 
 
+def _decoding(dataset, cfg, device: torch.device):
+    """(what the loader reads, the step's decode function or None, extra DataLoader arguments): with gpu_decode,
+    .rec / folder (and synthetic, a folder) sets hand over encoded bytes and the step decodes them on its device (Datasets/device_decode.py)."""
+    if not cfg.gpu_decode:
+        return dataset, None, {}
+    from Datasets.device_decode import EncodedTrainSet, collate_encoded, decode_batch
+    from Datasets.train_sets import FaceTrainDataset
+
+    if not isinstance(dataset, FaceTrainDataset):
+        warnings.warn(f"gpu_decode: {type(dataset).__name__} holds no encoded images; decoding as usual",
+                      stacklevel=3)
+        return dataset, None, {}
+    return EncodedTrainSet(dataset), partial(decode_batch, device=device, input_hw=cfg.input_hw,
+                                             color_order=cfg.color_order), {"collate_fn": collate_encoded}
+
+
 def build_components(cfg, dataset=None, ctx: DistContext | None = None) -> Components:
     """Dataset, sampler, loader, backbone, head, wrappers, optimizer, scheduler and scaler for `cfg`.
 
@@ -159,10 +177,11 @@ def build_components(cfg, dataset=None, ctx: DistContext | None = None) -> Compo
     scheduler = build_scheduler(cfg, optimizer, iters_per_epoch)
     scaler = ShardedGradScaler(device.type, enabled=amp_dtype == torch.float16)
     generator = torch.Generator()
-    loader = make_loader(dataset, cfg, device, per_rank_batch, sampler=sampler, drop_last=True, generator=generator,
-                         worker_init_fn=_seed_worker)
+    loader_set, decode, extra = _decoding(dataset, cfg, device)
+    loader = make_loader(loader_set, cfg, device, per_rank_batch, sampler=sampler, drop_last=True,
+                         generator=generator, worker_init_fn=_seed_worker, **extra)
     if ctx.distributed:
         torch.manual_seed(cfg.seed + 1000 * ctx.rank)  # different dropout masks / flips on each rank
     return Components(cfg, ctx, backbone, head, model, cfg.partial_fc, optimizer, scheduler, scaler, dataset,
                       sampler, loader, generator, num_classes, embedding_size, per_rank_batch, iters_per_epoch,
-                      amp_dtype)
+                      amp_dtype, decode)

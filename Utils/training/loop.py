@@ -119,6 +119,8 @@ def train_step(comp: Components, micro_batches: list) -> StepResult:
     count = bad_files = 0
     for k, batch in enumerate(micro_batches):
         images, labels, bad = _unpack(batch)
+        if comp.decode is not None:  # gpu_decode: the batch holds encoded images
+            images = comp.decode(batch)
         bad_files += bad
         labels = labels.long()
         check_labels(labels, comp.num_classes)  # here, on the host: in the head it would sync the GPU
