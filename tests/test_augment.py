@@ -14,7 +14,7 @@ from Datasets.augment.__main__ import main as augment_main
 from Datasets.train_sets.base import FaceTrainDataset
 from Utils.training.sampler import ResumableSampler
 
-from _datasets_fixtures import jpeg_bytes
+from _datasets_fixtures import expected_tensor, jpeg_bytes
 
 ALL = "flip:1,crop:1,jitter:1,grey:0.5,blur:1,lowres:1,erase:1"
 
@@ -65,6 +65,14 @@ def test_ops_against_direct_computation():
     rows, cols = torch.nonzero((erased == 0).all(dim=0), as_tuple=True)
     assert len(rows) and len(rows) == (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)  # a rectangle
     assert 0.02 * 112 * 112 * 0.99 <= len(rows) <= 0.2 * 112 * 112 * 1.01
+
+
+@pytest.mark.parametrize("order", ["RGB", "BGR"])
+def test_augmented_item_keeps_the_input_contract(order):
+    # flip with p=1 through the augmentation path: the mirror of the plain contract, channel order included
+    ds = BytesSet(2, augment=["flip:1"], color_order=order, input_hw=(112, 96))
+    want = expected_tensor(ds.data[1], (112, 96), bgr=order == "BGR").flip(-1)
+    torch.testing.assert_close(ds[EpochIndex(1, 0)][0], want, atol=1e-6, rtol=0)
 
 
 def test_fork_rng_leaves_the_training_rng_alone():
