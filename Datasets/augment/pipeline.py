@@ -83,8 +83,8 @@ class Augment:
     """The ops of a recipe applied in order to a uint8 (3, H, W) tensor at the network's input size."""
 
     def __init__(self, specs: list[AugmentSpec] | list[str] | str, input_hw=(112, 112), seed: int = 0):
-        self.specs = parse_augment(specs) if not (specs and isinstance(specs, list)
-                                                  and isinstance(specs[0], AugmentSpec)) else list(specs)
+        parsed = not isinstance(specs, str) and all(isinstance(s, AugmentSpec) for s in specs)
+        self.specs = list(specs) if parsed else parse_augment(specs)
         self.input_hw = (int(input_hw[0]), int(input_hw[1]))
         self.seed = int(seed)
         self.ops = [build_op(s.name, s.p, s.strength, self.input_hw) for s in self.specs if s.p > 0]
