@@ -36,8 +36,13 @@ def _frozen_batchnorm_stats(block: nn.Module):
 def run_blocks(blocks: Iterable[nn.Module], x: torch.Tensor, enabled: bool) -> torch.Tensor:
     """x through `blocks` in order, each checkpointed when `enabled` and gradients are being recorded."""
     use = enabled and torch.is_grad_enabled()
+    compiling = torch.compiler.is_compiling()
     for block in blocks:
-        if use:
+        if use and compiling:
+            # under torch.compile the recomputation is part of the traced graph, where the statistics update is a
+            # functional output of the forward alone, so it is not repeated (tested); a context_fn is not traceable
+            x = checkpoint(block, x, use_reentrant=False)
+        elif use:
             x = checkpoint(block, x, use_reentrant=False,
                            context_fn=lambda b=block: (contextlib.nullcontext(), _frozen_batchnorm_stats(b)))
         else:

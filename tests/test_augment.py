@@ -14,7 +14,7 @@ from Datasets.augment.__main__ import main as augment_main
 from Datasets.train_sets.base import FaceTrainDataset
 from Utils.training.sampler import ResumableSampler
 
-from _datasets_fixtures import jpeg_bytes
+from _datasets_fixtures import expected_tensor, jpeg_bytes
 
 ALL = "flip:1,crop:1,jitter:1,grey:0.5,blur:1,lowres:1,erase:1"
 
@@ -65,6 +65,14 @@ def test_ops_against_direct_computation():
     rows, cols = torch.nonzero((erased == 0).all(dim=0), as_tuple=True)
     assert len(rows) and len(rows) == (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)  # a rectangle
     assert 0.02 * 112 * 112 * 0.99 <= len(rows) <= 0.2 * 112 * 112 * 1.01
+
+
+@pytest.mark.parametrize("order", ["RGB", "BGR"])
+def test_augmented_item_keeps_the_input_contract(order):
+    # flip with p=1 through the augmentation path: the mirror of the plain contract, channel order included
+    ds = BytesSet(2, augment=["flip:1"], color_order=order, input_hw=(112, 96))
+    want = expected_tensor(ds.data[1], (112, 96), bgr=order == "BGR").flip(-1)
+    torch.testing.assert_close(ds[EpochIndex(1, 0)][0], want, atol=1e-6, rtol=0)
 
 
 def test_fork_rng_leaves_the_training_rng_alone():
@@ -131,3 +139,28 @@ def test_preview_writes_a_png_and_bad_input_writes_nothing(tmp_path, capsys):
     assert not bad.exists()
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "augment" in err[0]
+
+
+@pytest.mark.slow  # three short training runs with 2 loader workers each: ~30 s on 2 busy cores
+def test_training_resumed_mid_epoch_with_augmentation_matches_uninterrupted(tmp_path):
+    import Train
+    from Utils.checkpoint import load_checkpoint
+
+    from _train_fixtures import tiny_config
+
+    class Small(BytesSet):  # 32x32 inputs for the tiny network, labels in 4 classes
+        def _load(self, index):
+            return self.data[index], index % 4, f"sample {index}"
+
+    common = dict(backbone="TinyTestNet", epochs=2, batch_size=4, num_workers=2, log_every=2, input_size=[32, 32])
+    data = Small(16, augment=ALL, input_hw=(32, 32), seed=0)
+    data.num_classes = 4
+    full = Train.train(tiny_config(tmp_path, run_name="full", **common), dataset=data)
+    Train.train(tiny_config(tmp_path, run_name="part", max_iterations=3, **common), dataset=data)
+    ckpt = tmp_path / "runs" / "part" / "last.pt"
+    assert load_checkpoint(ckpt)["iteration"] == 3  # mid-epoch: 4 iterations per epoch
+    resumed = Train.train(tiny_config(tmp_path, resume=str(ckpt), **common), dataset=data)
+    a = full.components.backbone.state_dict()
+    b = resumed.components.backbone.state_dict()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0, msg=k)

@@ -134,3 +134,37 @@ def test_activation_checkpointing_config_and_unsupported_backbone():
     for name in ("MobileFaceNet", "timm:resnet18"):  # timm's own checkpointing double-updates BN statistics
         with pytest.raises(ValueError, match=f"^activation_checkpointing: backbone '{name}'"):
             build_backbone(Config(backbone=name, activation_checkpointing=True))
+
+
+@pytest.mark.parametrize("overrides", [dict(backbone="vit_t", head="MagFace", activation_checkpointing=True),
+                                       dict(backbone="ResNet18_IR", head="ElasticArcFacePlus",
+                                            activation_checkpointing=True),
+                                       dict(backbone="timm:resnet18", head="CosFace")],
+                         ids=["vit_t-MagFace-ckpt", "r18-ElasticArc+-ckpt", "timm-CosFace"])
+def test_training_runs_with_the_new_backbones_and_heads(tmp_path, overrides):
+    if overrides["backbone"].startswith("timm"):
+        pytest.importorskip("timm")
+    import Train
+
+    from _train_fixtures import PatternFaces, tiny_config
+
+    cfg = tiny_config(tmp_path, max_iterations=2, epochs=1, embedding_size=0, write_nothing=True, **overrides)
+    result = Train.train(cfg, dataset=PatternFaces(classes=4, per_class=8))
+    assert result.state.iteration == 2 and torch.isfinite(torch.tensor(result.state.last_loss))
+
+
+@pytest.mark.slow  # one torch.compile of a small IR net: ~1 min on 2 busy cores
+def test_activation_checkpointing_under_compile_keeps_statistics_and_gradients():
+    torch.manual_seed(0)
+    plain = build_backbone(Config(backbone="ResNet18_IR", input_size=[32, 32])).train()
+    ckpt = copy.deepcopy(plain)
+    ckpt.activation_checkpointing = True
+    x = torch.randn(4, 3, 32, 32)
+    _, grad_p = _step(plain, x, 1)
+    _, grad_c = _step(torch.compile(ckpt), x, 1)
+    for n in grad_p:  # compiled kernels reorder float sums: agreement to ~1e-5, not bit for bit
+        torch.testing.assert_close(grad_c[f"_orig_mod.{n}"] if f"_orig_mod.{n}" in grad_c else grad_c[n], grad_p[n],
+                                   atol=1e-4, rtol=1e-3, msg=n)
+    buffers_c = dict(ckpt.named_buffers())
+    for n, b in plain.named_buffers():
+        torch.testing.assert_close(buffers_c[n], b, atol=1e-6, rtol=1e-5, msg=n)

@@ -13,7 +13,7 @@ import torch
 
 from Utils.registry import Registry
 
-__all__ = ["AugmentOp", "register_op", "list_ops", "build_op", "OP_HELP"]
+__all__ = ["AugmentOp", "register_op", "list_ops", "get_op", "build_op", "OP_HELP"]
 
 Op = Callable[[torch.Tensor], torch.Tensor]
 

@@ -77,9 +77,15 @@ class FaceTrainDataset(Dataset):
         h, w = self.input_hw
         if img.size != (w, h):
             img = img.resize((w, h), Image.BILINEAR)
-        chw = torch.from_numpy(np.asarray(img).transpose(2, 0, 1).copy())
-        hwc = self.augment(chw, index).permute(1, 2, 0).contiguous().numpy()
-        return normalize_image(hwc, self.input_hw, self.color_order)
+        # a CHW view of the HWC pixels, no copy: the ops make their own outputs
+        chw = self.augment(torch.from_numpy(np.array(img)).permute(2, 0, 1), index).numpy()
+        if self.color_order == "BGR":
+            chw = chw[::-1]
+        # normalize_image's arithmetic on the CHW result directly, bit for bit: no transpose back to HWC
+        out = np.empty(chw.shape, dtype=np.float32)
+        np.subtract(chw, np.float32(127.5), out=out, dtype=np.float32)
+        out *= np.float32(1.0 / 128.0)
+        return torch.from_numpy(out)
 
     def __getitem__(self, index: int):
         n = len(self)
