@@ -124,8 +124,11 @@ def brute_rank(probe, psub, gal, gsub, k):
 
 
 # ------------------------------------------------------------------------------------------------ library tests
+@pytest.mark.parametrize("block_rows", [5, None])  # 5: group sums over many blocks, as at IJB-C size
 @pytest.mark.parametrize("name", POOLINGS.names())
-def test_pooling_matches_a_per_template_loop(name):
+def test_pooling_matches_a_per_template_loop(name, block_rows, monkeypatch):
+    if block_rows:
+        monkeypatch.setattr("Utils.evaluation.ijb.templates._BLOCK_ROWS", block_rows)
     rng = np.random.default_rng(0)
     n = 200
     templates = rng.integers(0, 25, n) * 3 + 5
