@@ -60,7 +60,10 @@ def good(tmp_path_factory) -> dict[str, Path]:
     torch.save({"conv": torch.zeros(2)}, root / "foreign.pth")
     (root / "probes.json").write_text(json.dumps({"path": ["id0/0.png", "id0/1.png"], "id": ["a", "a"]}))
     (root / "landmarks.txt").write_text("id0/0.png 10 12 22 12 16 18 11 24 21 24\n")
-    return {"images": images, "bin": root / "val.bin", "pairs": root / "pairs.txt", "checkpoint": root / "model.pt",
+    from test_ijb import write_ijb  # the IJB layout, written as tests/test_ijb.py writes it
+
+    write_ijb(root / "IJBC")
+    return {"ijb": root / "IJBC", "images": images, "bin": root / "val.bin", "pairs": root / "pairs.txt", "checkpoint": root / "model.pt",
             "foreign": root / "foreign.pth", "probes": root / "probes.json", "landmarks": root / "landmarks.txt",
             "png": images / "id0" / "0.png"}
 
@@ -106,6 +109,19 @@ def _verification(dataset):
     return run
 
 
+def _suite(g, bad, out):
+    from Utils.evaluation.verification_suite import main
+
+    return main([f"--output_dir={out}", "--device=cpu", "--num_workers=0", "--no_progress", *bad])
+
+
+def _ijb(g, bad, out):
+    from Utils.evaluation.ijb.cli import main
+
+    return main([f"--output_dir={out}", "--device=cpu", "--num_workers=0", "--no_progress",
+                 "--feature_cache=none", *bad])
+
+
 def _identification(g, bad, out):
     from Utils.evaluation.identification_cli import main
 
@@ -141,6 +157,13 @@ ROWS: dict[str, tuple[Callable, list[Row]]] = {
         (lambda g, bad, out: [f"--checkpoint={bad}", f"--data={g['bin']}"], "checkpoint", BINARY_CASES)])
        for script, name in (("LFW_Evaluation.py", "LFW"), ("AgeDB-30_Evaluation.py", "AgeDB-30"),
                             ("CFP-FP_Evaluation.py", "CFP-FP"))},
+    "Verification_Evaluation.py": (_suite, [
+        (lambda g, bad, out: [f"--checkpoint={g['checkpoint']}", f"--data={g['bin']},{bad}"], "bin", BINARY_CASES),
+        (lambda g, bad, out: [f"--checkpoint={bad}", f"--data={g['bin']}"], "checkpoint", BINARY_CASES)]),
+    # the IJB meta files (missing, a template without images, a landmark line of the wrong length) are spoiled in
+    # tests/test_ijb.py, whose errors name the meta file and line
+    "IJB_Evaluation.py": (_ijb, [
+        (lambda g, bad, out: [f"--checkpoint={bad}", f"--data={g['ijb']}"], "checkpoint", BINARY_CASES)]),
     "Identification_Evaluation.py": (_identification, [
         (lambda g, bad, out: [f"--checkpoint={bad}"], "checkpoint", BINARY_CASES)]),
     "MegaFace_Evaluation.py": (_megaface, [

@@ -31,7 +31,7 @@ TRAIN_TINY = ["--epochs=1", "--max_iterations=3", "--synthetic_identities=6", "-
 RESUME_TINY = ["--num_workers=0", "--compile=false"]
 EVAL_TINY = ["--num_workers=0", "--no_progress", "--batch_size=32"]
 EVAL_SCRIPTS = ("LFW_Evaluation.py", "AgeDB-30_Evaluation.py", "CFP-FP_Evaluation.py", "MegaFace_Evaluation.py",
-                "Identification_Evaluation.py")
+                "Identification_Evaluation.py", "Verification_Evaluation.py", "IJB_Evaluation.py")
 
 # (regular expression on the command as written, reason it is not run here)
 SKIP = [
@@ -43,6 +43,7 @@ SKIP = [
     (r"\.\.\. |\.\.\.$", "elided in the README (a variation of the command above it)"),
     (r"visdom_server --setup", "downloads the page assets from npm (tests/test_train_visdom.py covers it)"),
     (r"visdom_server --port", "serves until stopped (tests/test_train_visdom.py starts and stops it)"),
+    (r"^tensorboard ", "serves until stopped (tests/test_train_tensorboard.py reads the event files it shows)"),
     (r"shared/realdata/lfw", "6,000 real LFW pairs: minutes on CPU; tests/test_real_lfw.py checks the same numbers"),
 ]
 
