@@ -221,8 +221,9 @@ def run(session) -> RunResult:
     comp, cfg, state, policy = session.comp, session.cfg, session.state, session.policy
     policy.logger.info(policy.describe())
     stop = None
-    with StopSignals() as signals, tqdm(total=comp.total_iters, initial=state.iteration, disable=not comp.ctx.is_main, dynamic_ncols=True,
-              unit="it", desc="train") as bar:
+    with StopSignals() as signals, tqdm(total=comp.total_iters, initial=state.iteration,
+                                        disable=not comp.ctx.is_main, dynamic_ncols=True, unit="it",
+                                        desc="train") as bar:
         policy.bar = bar
         if cfg.eval_at_start and state.iteration == 0:
             policy.evaluate(state)

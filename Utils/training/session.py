@@ -58,7 +58,8 @@ def setup(cfg, dataset=None, val_sets: list | None = None, verify_fn: Callable |
     state = TrainState()
     if cfg.resume:
         ckpt = load_checkpoint(cfg.resume, trust=cfg.trust_checkpoint)
-        sidecar = load_sidecar(run_dir_of_checkpoint(cfg.resume), ctx.rank, cfg.trust_checkpoint) if ctx.rank > 0 else None
+        sidecar = load_sidecar(run_dir_of_checkpoint(cfg.resume), ctx.rank, cfg.trust_checkpoint) \
+            if ctx.rank > 0 else None
         if ctx.rank > 0 and cfg.partial_fc and sidecar is None:
             raise ValueError(f"resume: {run_dir_of_checkpoint(cfg.resume)} has no last.rank{ctx.rank}.pt "
                              f"(this rank's Partial-FC shard)")
