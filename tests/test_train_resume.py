@@ -2,8 +2,7 @@
 
 An uninterrupted run and the same run stopped after k iterations (max_iterations) then resumed from last.pt must
 end with identical weights on CPU (torch.equal, bit for bit): this proves the checkpoint holds every piece of state
-(mid-epoch
-position, optimizer momentum, LR schedule, RNGs behind dropout).
+(mid-epoch position, optimizer momentum, LR schedule, RNGs behind dropout).
 """
 from __future__ import annotations
 
