@@ -260,7 +260,9 @@ def _resumed_config(resume: str, pairs: list[tuple[str, str]]) -> Config:
         raise ConfigError("resume: --preset/--config cannot be combined with --resume (a resumed run keeps its own "
                           "settings; change only epochs, cadence or logging flags)")
     try:
-        saved = saved_run_settings(resume)
+        trust = any(ALIASES.get(k, k) == "trust_checkpoint" and str(v).strip().lower() in ("1", "true", "yes", "on")
+                    for k, v in pairs)
+        saved = saved_run_settings(resume, trust)
     except (OSError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
     known = set(Config.field_names())

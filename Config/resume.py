@@ -31,8 +31,9 @@ def _run_dir(resume: str) -> Path:
     return p if p.is_dir() else p.parent
 
 
-def saved_run_settings(resume: str) -> dict[str, Any]:
-    """The settings the run at `resume` (a run directory or a checkpoint file) was trained with."""
+def saved_run_settings(resume: str, trust: bool = False) -> dict[str, Any]:
+    """The settings the run at `resume` (a run directory or a checkpoint file) was trained with; a lone checkpoint
+    is read weights_only unless `trust` (--trust_checkpoint), as every other checkpoint."""
     p = Path(resume)
     if not p.exists():
         raise FileNotFoundError(f"resume: no such run directory or checkpoint: {resume}")
@@ -46,9 +47,10 @@ def saved_run_settings(resume: str) -> dict[str, Any]:
         ckpt_path = p / "last.pt" if p.is_dir() else p
         if not ckpt_path.is_file():
             raise FileNotFoundError(f"resume: {resume} holds neither config.json nor last.pt")
-        import torch  # deferred: reading settings needs torch only for a lone checkpoint file
+        from Utils.checkpoint import read_torch_file  # deferred: torch is needed only for a lone checkpoint file
 
-        saved = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("config")
+        saved = read_torch_file(ckpt_path, trust)
+        saved = saved.get("config") if isinstance(saved, dict) else None
         if not saved:
             raise ValueError(f"resume: {ckpt_path} holds no config and there is no config.json beside it")
     if not isinstance(saved, dict):

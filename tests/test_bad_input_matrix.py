@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import pickle
 import pkgutil
 from pathlib import Path
 from typing import Callable
@@ -20,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-import _train_fixtures  # noqa: F401  (registers TinyTestNet)
+import _train_fixtures  # noqa: F401  registers TinyTestNet
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -70,6 +70,15 @@ def test_resume_refuses_crafted_checkpoint(tmp_path):
     assert not marker.exists()
 
 
+def test_resume_on_the_command_line_refuses_crafted_checkpoint(tmp_path, capsys):
+    # --resume=<a lone checkpoint file> reads the run's settings from it before anything else: weights_only too
+    path, marker = _evil_checkpoint(tmp_path)
+    assert Train.main([f"--resume={path}", f"--output_dir={tmp_path / 'runs'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and "--trust_checkpoint" in err[0], err
+    assert not marker.exists()
+
+
 def test_model_import_reader_refuses_with_its_own_flag(tmp_path):
     from Utils.tools.model_import.mapping import read_foreign_weights
 

@@ -1,8 +1,8 @@
 """Resume equivalence and atomic checkpoints.
 
 An uninterrupted run and the same run stopped after k iterations (max_iterations) then resumed from last.pt must
-end with identical weights on CPU (torch.equal, bit for bit): this proves the checkpoint holds every piece of state (mid-epoch
-position, optimizer momentum, LR schedule, RNGs behind dropout).
+end with identical weights on CPU (torch.equal, bit for bit): this proves the checkpoint holds every piece of state
+(mid-epoch position, optimizer momentum, LR schedule, RNGs behind dropout).
 """
 from __future__ import annotations
 
@@ -146,7 +146,8 @@ def test_disk_full_while_saving_keeps_previous_checkpoint_and_stops_with_one_lin
     assert Train.main(args) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err  # (the rest of stderr is tqdm's progress bars)
-    assert [line for line in err.splitlines() if "error" in line] == [f"error: cannot write checkpoint {last}: No space left on device; the previous one is unchanged"]
+    assert [line for line in err.splitlines() if "error" in line] == \
+        [f"error: cannot write checkpoint {last}: No space left on device; the previous one is unchanged"]
     assert len(snapshots) == 1 and last.read_bytes() == snapshots[0]  # bit for bit the first checkpoint
     assert torch.load(last, weights_only=True)["iteration"] == 1
     assert not [p.name for p in last.parent.iterdir() if p.name.endswith(".tmp")]

@@ -92,3 +92,14 @@ def test_stop_signals_sets_a_flag_and_restores_the_handler():
         time.sleep(0.01)
         assert stops.requested(ctx) and stops.name == "SIGTERM"
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_dataloader_workers_ignore_stop_signals():
+    """The training loader's worker_init_fn makes a worker survive a SIGTERM/SIGINT sent to the process group."""
+    script = ("import os, signal, sys; sys.path.insert(0, %r)\n"
+              "from Utils.training.build import _seed_worker\n"
+              "_seed_worker(0)\n"
+              "os.kill(os.getpid(), signal.SIGTERM); os.kill(os.getpid(), signal.SIGINT)\n"
+              "print('alive')\n" % str(REPO))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=ENV)
+    assert proc.returncode == 0 and proc.stdout.strip() == "alive", (proc.returncode, proc.stderr[-500:])

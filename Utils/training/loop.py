@@ -263,8 +263,9 @@ def run(session) -> RunResult:
         policy.logger.info(f"log_every {cfg.log_every} >= the run's {comp.total_iters} iterations: logging every "
                            f"{policy.log_every}")
     stop = None
-    with StopSignals() as signals, tqdm(total=comp.total_iters, initial=state.iteration, disable=not comp.ctx.is_main, dynamic_ncols=True,
-              unit="it", desc="train") as bar:
+    with StopSignals() as signals, tqdm(total=comp.total_iters, initial=state.iteration,
+                                        disable=not comp.ctx.is_main, dynamic_ncols=True, unit="it",
+                                        desc="train") as bar:
         policy.bar = bar
         if cfg.eval_at_start and state.iteration == 0:
             policy.evaluate(state)

@@ -82,9 +82,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 # Settings that may differ between a run and its resumption without changing what is trained.
 _RESUME_FREE_KEYS = {"resume", "max_iterations", "run_name", "output_dir", "use_visdom", "visdom_server",
-                     "visdom_port", "visdom_timeout", "trust_checkpoint", "num_workers", "log_every", "eval_every", "save_every",
+                     "visdom_port", "visdom_timeout", "num_workers", "log_every", "eval_every", "save_every",
                      "val_sets", "eval_batch_size", "device", "write_nothing", "max_bad_steps", "data_root",
-                     "train_root", "train_list"}
+                     "train_root", "train_list", "trust_checkpoint"}
 _RESUME_FREE_KEYS |= {"use_tensorboard", "tensorboard_dir"}  # where the curves also go
 
 
