@@ -14,7 +14,7 @@ Checks (each builds the real components and runs the real training step, extract
     megaface_search  the exact distractor search on the device, checked against a float64 brute force
     resume           a run saved on the GPU resumed on the CPU and back: weights equal after each move, steps finite
     r50_bf16         ResNet50_IR bf16 + NHWC training throughput at batch 128 against arcface_torch's published
-                     ~690 samples/s per V100 (fp16; https://github.com/deepinsight/insightface/tree/master/recognition/arcface_torch)
+                     ~690 samples/s per V100 (fp16; insightface's recognition/arcface_torch README)
 
 Without CUDA only the CPU-safe subset runs, small (`--quick` is implied), so that CI keeps the script from rotting:
     python bench/gpu_check.py --device=cpu
@@ -251,7 +251,8 @@ def run_checks(names: list[str], device: str, quick: bool) -> list[list[str]]:
         except Skip as why:
             status, rate, note = "SKIP", "-", str(why)
         except Exception as exc:  # a failing check is a table row, not the end of the run
-            status, rate, note = "FAIL", "-", f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+            first_line = str(exc).splitlines()[0][:160] if str(exc) else ""
+            status, rate, note = "FAIL", "-", f"{type(exc).__name__}: {first_line}"
         peak = f"{torch.cuda.max_memory_allocated(device) / 2 ** 20:.0f}" if cuda and status != "SKIP" else "-"
         rows.append([name, status, rate, peak, f"{note} [{time.perf_counter() - t0:.0f} s]"])
         print(f"  {name}: {status} {note}", file=sys.stderr, flush=True)

@@ -3,7 +3,8 @@
 Every path below runs with its tensors on a fake "cuda" device: a tensor created without the right device (a CPU
 tensor meeting a GPU one), a host read (.item(), int(), .tolist(), `if tensor:`) or a .numpy() inside the path
 raises. Covered: every backbone forward (NCHW float32, and NHWC under autocast bf16), every head forward (training
-mode, with its buffers' updates), Partial-FC's forward (one process), the evaluation extraction's per-batch step fed
+mode, with its buffers' updates), Partial-FC's forward (one process), the training step's forward (loop.forward_loss
+over FaceModel or Partial-FC, NHWC, autocast), the evaluation extraction's per-batch step fed
 by a verification set's loader batch, and the MegaFace search's device state, low-precision filter and float64
 rescoring.
 
@@ -70,7 +71,8 @@ def test_backbone_forward_on_cuda(name):
 
 def test_every_registered_backbone_is_covered_by_its_block_type():
     # the IR nets differ from the tested ones in depth only: a new family must be added to BACKBONES
-    families = {n.split("Net")[0].rstrip("0123456789") if "IR" in n else n for n in list_backbones()}
+    names = [n for n in list_backbones() if not n.startswith("TinyTestNet")]  # the tests' own, when registered
+    families = {n.split("Net")[0].rstrip("0123456789") if "IR" in n else n for n in names}
     assert families <= {"Res", "SERes", "MobileFaceNet"}, families
 
 
@@ -132,3 +134,23 @@ def test_megaface_search_device_state_filter_and_rescoring_on_cuda():
         assert scores.device == CUDA
         rows = torch.tensor([0, 1], device="cuda")
         assert exact_scores(searcher.p64, g32, rows, rows).device == CUDA
+
+
+@pytest.mark.parametrize("partial_fc", [False, True], ids=["face_model", "partial_fc"])
+def test_training_forward_of_the_step_on_cuda(partial_fc):
+    from types import SimpleNamespace
+
+    from Utils.training.build import FaceModel
+    from Utils.training.loop import forward_loss
+
+    with cuda_on_cpu() as mode:
+        backbone = fake_cuda_module(get_backbone("MobileFaceNet", input_size=(112, 112), embedding_size=32), mode,
+                                    channels_last=True).train()
+        head = get_head("CosFace", 32, 50)
+        head = fake_cuda_module(PartialFC(head, 50) if partial_fc else head, mode).train()
+        model = backbone if partial_fc else FaceModel(backbone, head)
+        comp = SimpleNamespace(partial_fc=partial_fc, model=model, head=head, ctx=SimpleNamespace(world_size=1))
+        images = torch.randn(4, 3, 112, 112, device="cuda").contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss, correct, n = forward_loss(comp, images, torch.randint(0, 50, (4,), device="cuda"))
+        assert loss.device == correct.device == CUDA and n == 4

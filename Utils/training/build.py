@@ -116,7 +116,8 @@ def make_loader(dataset, cfg, device: torch.device, batch_size: int, **kwargs) -
 
 def _decoding(dataset, cfg, device: torch.device):
     """(what the loader reads, the step's decode function or None, extra DataLoader arguments): with gpu_decode,
-    .rec / folder (and synthetic, a folder) sets hand over encoded bytes and the step decodes them on its device (Datasets/device_decode.py)."""
+    .rec / folder (and synthetic, a folder) sets hand over encoded bytes and the step decodes them on its device
+    (Datasets/device_decode.py)."""
     if not cfg.gpu_decode:
         return dataset, None, {}
     from Datasets.device_decode import EncodedTrainSet, collate_encoded, decode_batch

@@ -18,8 +18,8 @@ import torch.nn as nn
 from ..device import prepare_device, resolve_device
 
 __all__ = ["DistContext", "setup_distributed", "cleanup_distributed", "barrier",
-           "all_reduce_sum", "broadcast_object", "AutocastModule", "wrap_backbone", "wrap_module", "unwrap", "convert_sync_bn",
-           "AllReduceBatchNorm"]
+           "all_reduce_sum", "broadcast_object", "AutocastModule", "wrap_backbone", "wrap_module", "unwrap",
+           "convert_sync_bn", "AllReduceBatchNorm"]
 
 
 @dataclass
