@@ -204,6 +204,10 @@ def validate(cfg: Config) -> Config:
         parse_augment(cfg.augment)
     except ValueError as exc:
         raise ConfigError(f"augment: {exc}") from None
+    others = [a.name for a in parse_augment(cfg.augment) if a.name != "flip" and a.p > 0]
+    if cfg.gpu_decode and others:  # the batch is decoded on the GPU after the loader, where only the flip is applied
+        raise ConfigError(f"gpu_decode: applies only the flip of augment to images decoded on the GPU; drop "
+                          f"{', '.join(others)} from augment or set gpu_decode=false")
     return cfg
 
 

@@ -38,6 +38,9 @@ class EncodedTrainSet(Dataset):
     """A FaceTrainDataset (rec / folder) whose items stay encoded: (bytes as uint8 tensor, label, 0, flip, name)."""
 
     def __init__(self, dataset):
+        if dataset.augment and not dataset.augment.flip_only():
+            raise ValueError("gpu_decode: only flips can be applied to images decoded on the GPU; the recipe holds "
+                             + ", ".join(s.name for s in dataset.augment.specs if s.name != "flip"))
         self.dataset = dataset
         self.num_classes = dataset.num_classes
 
@@ -52,7 +55,9 @@ class EncodedTrainSet(Dataset):
             with open(source, "rb") as f:
                 source = f.read()
         data = torch.frombuffer(bytearray(source), dtype=torch.uint8)
-        flip = bool(self.dataset.random_flip and torch.rand(()) < 0.5)
+        # seeded per sample and epoch as the CPU path's flip (a resumed run draws the same)
+        augment = self.dataset.augment
+        flip = bool(augment) and augment.flip_drawn(index)
         return data, int(label), 0, flip, name
 
 

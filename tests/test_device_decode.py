@@ -76,3 +76,34 @@ def test_a_training_step_with_gpu_decode_on_cpu(tmp_path):
     assert comp.decode is not None
     result = train_step(comp, [next(iter(comp.loader))])
     assert result.finite and result.count == 4
+
+
+def test_the_flip_is_the_cpu_paths_seeded_draw(tmp_path):
+    # reference: the CPU path's own augmented image, compared with its unflipped and mirrored decodes
+    from Datasets.augment import EpochIndex
+
+    root = _folder(tmp_path, n=6, size=(32, 32))
+    ds = FolderTrainDataset(root, root / "list.txt", input_hw=(32, 32), augment=["flip:0.5"], seed=7)
+    enc = EncodedTrainSet(ds)
+    seen = set()
+    for epoch in (0, 1, 2):
+        for i in range(len(ds)):
+            plain = normalize_image(decode_image(ds._load(i)[0]), (32, 32), "RGB")
+            cpu = ds[EpochIndex(i, epoch)][0]
+            cpu_flipped = torch.equal(cpu, torch.flip(plain, dims=[2]))
+            assert cpu_flipped or torch.equal(cpu, plain)
+            assert enc[EpochIndex(i, epoch)][3] == cpu_flipped, (epoch, i)
+            seen.add(cpu_flipped)
+    assert seen == {True, False}
+
+
+def test_a_recipe_beyond_flips_is_refused(tmp_path):
+    from Config import Config, ConfigError, validate
+
+    root = _folder(tmp_path, n=2)
+    ds = FolderTrainDataset(root, root / "list.txt", input_hw=(32, 32), augment=["flip:0.5", "blur:0.3"])
+    with pytest.raises(ValueError, match="blur"):
+        EncodedTrainSet(ds)
+    with pytest.raises(ConfigError, match="^gpu_decode: .*blur"):
+        validate(Config(gpu_decode=True, augment=["flip:0.5", "blur:0.3"]))
+    validate(Config(gpu_decode=True, augment=["flip:0.5"]))

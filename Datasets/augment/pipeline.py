@@ -92,6 +92,16 @@ class Augment:
     def __bool__(self) -> bool:
         return bool(self.ops)
 
+    def flip_only(self) -> bool:
+        """True when the recipe holds nothing but flips (all a batch decoded on the GPU can be given)."""
+        return all(s.name == "flip" for s in self.specs if s.p > 0)
+
+    def flip_drawn(self, index: int, epoch: int | None = None) -> bool:
+        """Whether a flip-only recipe mirrors sample `index`: the recipe run on a 1 x 2 probe image, so the draw is
+        the very one __call__ makes for the full image."""
+        probe = torch.arange(2, dtype=torch.uint8).view(1, 1, 2).expand(3, 1, 2).contiguous()
+        return bool(self(probe, index, epoch)[0, 0, 0] == 1)
+
     def __call__(self, img: torch.Tensor, index: int, epoch: int | None = None) -> torch.Tensor:
         """`img` augmented with the draws of sample `index` in `epoch` (default: the epoch an EpochIndex carries)."""
         if epoch is None:
