@@ -192,6 +192,10 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"partial_fc_sample_rate: must be in (0, 1], got {cfg.partial_fc_sample_rate}")
     if not 0.0 <= cfg.synthetic_difficulty <= 1.0:
         raise ConfigError(f"synthetic_difficulty: must be in [0, 1], got {cfg.synthetic_difficulty}")
+    from Backbones import supports_activation_checkpointing  # deferred, as the registries above
+    if cfg.activation_checkpointing and not supports_activation_checkpointing(cfg.backbone):
+        raise ConfigError(f"activation_checkpointing: backbone '{cfg.backbone}' does not support it (the IR nets and "
+                          f"the ViTs do)")
     from Datasets.augment import parse_augment  # deferred, as the registries above
     try:
         parse_augment(cfg.augment)
