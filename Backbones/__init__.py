@@ -3,8 +3,8 @@ from . import iresnet, mobilefacenet, timm_backbone, vit  # noqa: F401  (registe
 from .iresnet import IResNet
 from .mobilefacenet import MobileFaceNet
 from .registry import (build_backbone, check_backbone_name, get_backbone, list_backbones, register_backbone,
-                       register_backbone_family)
+                       register_backbone_family, supports_activation_checkpointing)
 from .vit import FaceViT
 
 __all__ = ["FaceViT", "IResNet", "MobileFaceNet", "build_backbone", "check_backbone_name", "get_backbone",
-           "list_backbones", "register_backbone", "register_backbone_family"]
+           "list_backbones", "register_backbone", "register_backbone_family", "supports_activation_checkpointing"]

@@ -111,7 +111,7 @@ class IResNet(nn.Module):
 
 
 def _register(name: str, depth: int, use_se: bool) -> None:
-    @register_backbone(name)
+    @register_backbone(name, activation_checkpointing=True)
     def build(embedding_size: int = 0, input_size=(112, 112), dropout: float = 0.0) -> IResNet:
         return IResNet(depth, use_se, embedding_size or IResNet.default_embedding_size, input_size, dropout)
 

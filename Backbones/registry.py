@@ -9,17 +9,24 @@ import torch.nn as nn
 from Utils.registry import Registry
 
 __all__ = ["register_backbone", "register_backbone_family", "get_backbone", "list_backbones", "build_backbone",
-           "check_backbone_name"]
+           "check_backbone_name", "supports_activation_checkpointing"]
 
 _BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone")
 _FAMILIES: Registry[Callable[..., nn.Module]] = Registry("backbone family")
 
 
-def register_backbone(name: str) -> Callable:
-    """Decorator registering `fn(embedding_size, input_size, dropout) -> nn.Module` under `name`."""
+def register_backbone(name: str, activation_checkpointing: bool = False) -> Callable:
+    """Decorator registering `fn(embedding_size, input_size, dropout) -> nn.Module` under `name`;
+    `activation_checkpointing`: the network has an `activation_checkpointing` switch (per block)."""
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        fn.activation_checkpointing = activation_checkpointing
         return _BACKBONES.add(name, fn)
     return wrap
+
+
+def supports_activation_checkpointing(name: str) -> bool:
+    """Whether backbone `name` can recompute its blocks in the backward pass (known without building it)."""
+    return ":" not in name and name in _BACKBONES and _BACKBONES.get(name).activation_checkpointing
 
 
 def register_backbone_family(prefix: str) -> Callable:
@@ -58,10 +65,10 @@ def get_backbone(name: str, embedding_size: int = 0, input_size: tuple[int, int]
 
 def build_backbone(cfg) -> nn.Module:
     """The backbone a Config asks for, with activation checkpointing where the config turns it on."""
+    if getattr(cfg, "activation_checkpointing", False) and not supports_activation_checkpointing(cfg.backbone):
+        raise ValueError(f"activation_checkpointing: backbone '{cfg.backbone}' does not support it (the IR "
+                         f"nets and the ViTs do)")
     model = get_backbone(cfg.backbone, cfg.embedding_size, cfg.input_hw, cfg.dropout)
     if getattr(cfg, "activation_checkpointing", False):
-        if not hasattr(model, "activation_checkpointing"):
-            raise ValueError(f"activation_checkpointing: backbone '{cfg.backbone}' does not support it (the IR "
-                             f"nets and the ViTs do)")
         model.activation_checkpointing = True
     return model

@@ -121,7 +121,7 @@ class FaceViT(nn.Module):
 def _register(name: str) -> None:
     dim, depth, heads = VIT_SIZES[name]
 
-    @register_backbone(name)
+    @register_backbone(name, activation_checkpointing=True)
     def build(embedding_size: int = 0, input_size=(112, 112), dropout: float = 0.0) -> FaceViT:
         return FaceViT(dim, depth, heads, embedding_size or 512, input_size, dropout=dropout)
 

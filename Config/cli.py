@@ -199,6 +199,10 @@ def validate(cfg: Config) -> Config:
         if cfg.train_root:
             raise ConfigError("train_root: set together with train_sets, which replaces it; list every set in "
                               "train_sets")
+    from Backbones import supports_activation_checkpointing  # deferred, as the registries above
+    if cfg.activation_checkpointing and not supports_activation_checkpointing(cfg.backbone):
+        raise ConfigError(f"activation_checkpointing: backbone '{cfg.backbone}' does not support it (the IR nets and "
+                          f"the ViTs do)")
     from Datasets.augment import parse_augment  # deferred, as the registries above
     try:
         parse_augment(cfg.augment)

@@ -134,6 +134,10 @@ def test_activation_checkpointing_config_and_unsupported_backbone():
     for name in ("MobileFaceNet", "timm:resnet18"):  # timm's own checkpointing double-updates BN statistics
         with pytest.raises(ValueError, match=f"^activation_checkpointing: backbone '{name}'"):
             build_backbone(Config(backbone=name, activation_checkpointing=True))
+        # and refused when the config is read, before any data is generated or read
+        with pytest.raises(ConfigError, match=f"^activation_checkpointing: backbone '{name}'"):
+            parse_config([f"--backbone={name}", "--activation_checkpointing=true"])
+    assert parse_config(["--backbone=vit_s", "--activation_checkpointing=true"])[0].activation_checkpointing
 
 
 @pytest.mark.parametrize("overrides", [dict(backbone="vit_t", head="MagFace", activation_checkpointing=True),

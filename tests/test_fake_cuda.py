@@ -22,9 +22,12 @@ What FakeTensorMode cannot follow here, so these paths are not covered:
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import _disable_current_modes
 import torch.nn.functional as F
 
 from _cuda_on_cpu import cuda_on_cpu, fake_cuda_module, fake_cuda_tensor
@@ -35,7 +38,8 @@ from Heads.partial_fc import PartialFC
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
-BACKBONES = ["MobileFaceNet", "ResNet18_IR", "SEResNet50_IR"]  # the three block types; the deeper IR nets repeat them
+# the four block types: the deeper IR nets repeat theirs, vit_s / vit_b are vit_t wider and deeper
+BACKBONES = ["MobileFaceNet", "ResNet18_IR", "SEResNet50_IR", "vit_t"]
 CUDA = torch.device("cuda", 0)
 
 
@@ -56,13 +60,17 @@ def test_the_harness_catches_a_device_mix_and_a_host_read():
 
 @pytest.mark.parametrize("name", BACKBONES)
 def test_backbone_forward_on_cuda(name):
+    # built outside the fake mode: trunc_normal_ (the ViT's init) reads values, which fake tensors have not
+    real = get_backbone(name, input_size=(112, 112))
     with cuda_on_cpu() as mode:
-        net = fake_cuda_module(get_backbone(name, input_size=(112, 112)), mode).train()
+        with _disable_current_modes():  # the real weights are converted from outside the mode, as from_tensor wants
+            net = fake_cuda_module(copy.deepcopy(real), mode).train()
         x = torch.randn(2, 3, 112, 112, device="cuda")
         out = net(x)
         assert out.device == CUDA and out.shape == (2, net.embedding_size)
     with cuda_on_cpu() as mode:
-        net = fake_cuda_module(get_backbone(name, input_size=(112, 112)), mode, channels_last=True).train()
+        with _disable_current_modes():
+            net = fake_cuda_module(copy.deepcopy(real), mode, channels_last=True).train()
         x = torch.randn(2, 3, 112, 112, device="cuda").contiguous(memory_format=torch.channels_last)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             out = net(x)
@@ -72,8 +80,9 @@ def test_backbone_forward_on_cuda(name):
 def test_every_registered_backbone_is_covered_by_its_block_type():
     # the IR nets differ from the tested ones in depth only: a new family must be added to BACKBONES
     names = [n for n in list_backbones() if not n.startswith("TinyTestNet")]  # the tests' own, when registered
-    families = {n.split("Net")[0].rstrip("0123456789") if "IR" in n else n for n in names}
-    assert families <= {"Res", "SERes", "MobileFaceNet"}, families
+    families = {n.split("Net")[0].rstrip("0123456789") if "IR" in n else n.split("_")[0] if n.startswith("vit_")
+                else n for n in names}
+    assert families <= {"Res", "SERes", "MobileFaceNet", "vit"}, families
 
 
 @pytest.mark.parametrize("name", list_heads())

@@ -224,8 +224,17 @@ def test_bf16_autocast_close_to_fp32_and_float32_logits(name):
         out = head(emb.bfloat16(), labels).logits
     assert out.dtype == torch.float32  # margin math runs in float32 even under autocast
     scale = getattr(head, "scale", 1.0)
+    keep = torch.ones_like(ref, dtype=torch.bool)
+    if name == "CurricularFace":
+        # a negative within bf16's rounding of the hard-negative step cos > cos(theta_y + m) may land on either
+        # side of it, and the step there is a jump, not an error: compare the others (computed here in float64)
+        cos = F.normalize(emb.double(), dim=1) @ F.normalize(head.weight.double(), dim=1).T
+        step = torch.cos(torch.acos(cos.gather(1, labels[:, None]).clamp(-1, 1)) + head.m)
+        keep = (cos - step).abs() > 2e-2
+        keep.scatter_(1, labels[:, None], True)
+        assert keep.float().mean() > 0.9
     # bf16 keeps 8 bits of mantissa in the cosine matmul: ~1e-2 in cosine units
-    torch.testing.assert_close(out / scale, ref / scale, atol=3e-2, rtol=0)
+    torch.testing.assert_close(out[keep] / scale, ref[keep] / scale, atol=3e-2, rtol=0)
 
 
 @pytest.mark.parametrize("name", list_heads())
