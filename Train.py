@@ -3,7 +3,9 @@
     python Train.py                                           # defaults: MobileFaceNet + ArcFace on the synthetic set
     python Train.py --backbone=ResNet50_IR --head=CosFace --lr=0.05 --use_amp=true
     python Train.py --preset=casia --train_root=/data/faces_webface_112x112 --val_sets=/data/lfw.bin
-    python Train.py --resume=runs/MobileFaceNet_ArcFace_20240101-120000      # continue, mid-epoch if need be
+    python Train.py --resume=runs/MobileFaceNet_ArcFace_20240101-120000      # continue, mid-epoch if need be, with
+                                                                              # the run's own settings
+    python Train.py --config=runs/MobileFaceNet_ArcFace_20240101-120000/config.json --run_name=again
     torchrun --nproc_per_node=8 Train.py --partial_fc=true --partial_fc_sample_rate=0.2 ...
 
 Every setting is a field of Config/config.py, overridable as --key=value. A run writes its directory under
