@@ -154,12 +154,16 @@ def test_no_flip_uses_the_image_alone():
     np.testing.assert_allclose(out, [[0.6, 0.8]])
 
 
-def test_pair_scores_in_chunks_equal_the_full_matrix():
+@pytest.mark.parametrize("method", ["gather", "gram", "auto"])
+def test_pair_scores_in_chunks_equal_the_full_matrix(method, monkeypatch):
+    monkeypatch.setattr("Utils.evaluation.ijb.verify11._GRAM_ROWS", 4)  # many Gram blocks, one left empty
     rng = np.random.default_rng(2)
     f = rng.normal(size=(30, 8)).astype(np.float32)
     r1, r2 = rng.integers(0, 30, 101), rng.integers(0, 30, 101)
-    full = f @ f.T
-    np.testing.assert_allclose(pair_scores(f, r1, r2, chunk=7, progress=False), full[r1, r2], rtol=1e-5, atol=1e-6)
+    r1[r1 // 4 == 2] = 0
+    full = f.astype(np.float64) @ f.T.astype(np.float64)
+    got = pair_scores(f, r1, r2, chunk=7, progress=False, method=method)
+    np.testing.assert_allclose(got, full[r1, r2], rtol=1e-5, atol=1e-5)
 
 
 def test_tar_at_far_against_sklearn_and_a_threshold_loop():
