@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from sklearn.metrics import roc_curve
+from sklearn.metrics import roc_auc_score, roc_curve
 
 from Datasets.align import ARCFACE_TEMPLATE
 from Datasets.errors import DataFormatError
@@ -30,10 +30,13 @@ N_SUBJECTS = 6
 
 
 def _face(rng, subject_seed: int) -> np.ndarray:
-    """A smooth 112x112 'face' per subject (low-frequency pattern), so the network sees structure, not noise."""
-    base = np.random.default_rng(subject_seed).integers(0, 256, (7, 7, 3)).astype(np.uint8)
-    img = np.asarray(Image.fromarray(base).resize((112, 112), Image.BILINEAR)).astype(int)
-    return np.clip(img + rng.integers(-10, 11, img.shape), 0, 255).astype(np.uint8)
+    """A smooth 112x112 'face': a pattern all subjects share plus a weaker one of the subject's, and per-image
+    noise, so same and different scores overlap (a perfectly separated set would hide errors in the metrics)."""
+    def pattern(seed):
+        cells = np.random.default_rng(seed).integers(0, 256, (7, 7, 3)).astype(np.uint8)
+        return np.asarray(Image.fromarray(cells).resize((112, 112), Image.BILINEAR)).astype(float)
+    img = 0.6 * pattern(1000) + 0.4 * pattern(subject_seed) + rng.normal(0, 40, (112, 112, 3))
+    return np.clip(img + rng.normal(0, 25), 0, 255).astype(np.uint8)
 
 
 def write_ijb(root: Path, target: str = "IJBC") -> dict:
@@ -151,12 +154,16 @@ def test_no_flip_uses_the_image_alone():
     np.testing.assert_allclose(out, [[0.6, 0.8]])
 
 
-def test_pair_scores_in_chunks_equal_the_full_matrix():
+@pytest.mark.parametrize("method", ["gather", "gram", "auto"])
+def test_pair_scores_in_chunks_equal_the_full_matrix(method, monkeypatch):
+    monkeypatch.setattr("Utils.evaluation.ijb.verify11._GRAM_ROWS", 4)  # many Gram blocks, one left empty
     rng = np.random.default_rng(2)
     f = rng.normal(size=(30, 8)).astype(np.float32)
     r1, r2 = rng.integers(0, 30, 101), rng.integers(0, 30, 101)
-    full = f @ f.T
-    np.testing.assert_allclose(pair_scores(f, r1, r2, chunk=7, progress=False), full[r1, r2], rtol=1e-5, atol=1e-6)
+    r1[r1 // 4 == 2] = 0
+    full = f.astype(np.float64) @ f.T.astype(np.float64)
+    got = pair_scores(f, r1, r2, chunk=7, progress=False, method=method)
+    np.testing.assert_allclose(got, full[r1, r2], rtol=1e-5, atol=1e-5)
 
 
 def test_tar_at_far_against_sklearn_and_a_threshold_loop():
@@ -272,8 +279,13 @@ def test_script_end_to_end_against_brute_force(ijb):
     scores = full[[row[t] for t in meta.pair_t1], [row[t] for t in meta.pair_t2]]
     fpr, tpr, _ = roc_curve(meta.pair_same, scores)
     rep = json.loads((out / "ijbc_media_flip_1to1.json").read_text())
+    neg, pos = scores[~meta.pair_same], scores[meta.pair_same]
     for far in IJB_FARS:
         assert rep["tar_at_far"][f"{far:.0e}"] == pytest.approx(tpr[np.argmin(np.abs(fpr - far))])
+        best = max(np.mean(pos >= t) for t in np.r_[scores, np.inf] if np.mean(neg >= t) <= far)
+        assert rep["tar_at_far_le"][f"{far:.0e}"] == pytest.approx(best)
+    assert rep["auc"] == pytest.approx(roc_auc_score(meta.pair_same, scores), abs=1e-6)
+    assert 0.5 < rep["auc"] < 1.0  # same and different scores overlap: the checks above see every score
     assert rep["n_pairs"] == len(scores) and rep["pooling"] == "media" and rep["flip"] is True
 
     search = load_ijb_1n(root / "IJBC", "IJBC", meta.templates)
@@ -286,7 +298,17 @@ def test_script_end_to_end_against_brute_force(ijb):
                 brute_open_set(probe, search.probe_subjects, gal, gs, f))
         assert res["open_set"][g]["rank_1"] == pytest.approx(brute_rank(probe, search.probe_subjects, gal, gs, 1))
     assert res["open_set_mean"]["rank_1"] == pytest.approx(np.mean([r["rank_1"] for r in res["open_set"].values()]))
-    assert res["closed_set_insightface"]["n_probes"] == 2 * N_SUBJECTS
+    closed = res["closed_set_insightface"]
+    assert closed["n_probes"] == 2 * N_SUBJECTS
+    gt = np.concatenate([t for t, _ in search.galleries.values()])
+    gs = np.concatenate([s for _, s in search.galleries.values()])
+    sim = probe @ mat[[row[t] for t in gt]].T
+    is_mate = search.probe_subjects[:, None] == gs[None, :]
+    mate_scores, non = sim[is_mate], np.sort(sim[~is_mate])[::-1]
+    for f in (1e-2, 1e-1):
+        th = non[math.ceil(f * len(probe)) - 1]
+        assert closed["tpir_at_far"][f"{f:.0e}"] == pytest.approx(np.mean(mate_scores > th))
+    assert closed["rank_1"] == pytest.approx(np.mean(is_mate[np.arange(len(probe)), sim.argmax(1)]))
 
     # other pooling flags: the image features come from the cache, no second extraction
     again = _run(*common, "--pooling=norm_media", "--no_flip", "--score_weighting", "--protocol=1:1", "--no_plots")
@@ -298,6 +320,7 @@ def test_script_end_to_end_against_brute_force(ijb):
     s2 = (mat2 @ mat2.T)[[row[t] for t in meta.pair_t1], [row[t] for t in meta.pair_t2]]
     fpr2, tpr2, _ = roc_curve(meta.pair_same, s2)
     assert rep2["tar_at_far"]["1e-01"] == pytest.approx(tpr2[np.argmin(np.abs(fpr2 - 0.1))])
+    assert rep2["auc"] == pytest.approx(roc_auc_score(meta.pair_same, s2), abs=1e-6)
 
 
 def _break(root: Path, case: str) -> str:

@@ -32,19 +32,57 @@ def template_rows(template_ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     return rows
 
 
+_GRAM_ROWS = 1024  # templates per block of the Gram route: a 1024 x 23,124 float32 block is 95 MB
+
+
+def _scores_by_gather(feats, rows1, rows2, chunk, bar) -> np.ndarray:
+    out = np.empty(len(rows1), dtype=np.float32)
+    for s in range(0, len(rows1), chunk):
+        e = min(s + chunk, len(rows1))
+        out[s:e] = np.einsum("ij,ij->i", feats[rows1[s:e]], feats[rows2[s:e]])
+        bar.update(e - s)
+    return out
+
+
+def _scores_by_gram(feats, rows1, rows2, bar) -> np.ndarray:
+    """Pairs grouped by their first template; per block of first templates one matmul against all templates, from
+    which the block's pairs are read. Memory: one block of the Gram matrix plus the pairs' sort order."""
+    out = np.full(len(rows1), np.nan, dtype=np.float32)  # a pair no block covered would show, not hide
+    order = np.argsort(rows1, kind="stable")
+    first = rows1[order]
+    bounds = np.searchsorted(first, np.arange(0, len(feats) + _GRAM_ROWS, _GRAM_ROWS))
+    others = np.ascontiguousarray(feats.T)
+    for b in range(len(bounds) - 1):
+        lo, hi = bounds[b], bounds[b + 1]
+        if lo == hi:
+            continue
+        gram = feats[b * _GRAM_ROWS:(b + 1) * _GRAM_ROWS] @ others
+        idx = order[lo:hi]
+        out[idx] = gram[first[lo:hi] - b * _GRAM_ROWS, rows2[idx]]
+        bar.update(hi - lo)
+    return out
+
+
 def pair_scores(feats: np.ndarray, rows1: np.ndarray, rows2: np.ndarray, chunk: int = 50_000,
-                progress: bool = True) -> np.ndarray:
-    """float32 dot product of feats[rows1[k]] and feats[rows2[k]] for every pair k, `chunk` pairs at a time."""
+                progress: bool = True, method: str = "auto") -> np.ndarray:
+    """float32 dot product of feats[rows1[k]] and feats[rows2[k]] for every pair k, in bounded memory.
+
+    "gather": `chunk` pairs at a time, both sides gathered and multiplied (memory-bound: ~10 us per 512-d pair on a
+    loaded CPU). "gram": blocks of the template x template matrix by matmul, which costs templates^2 x D whatever
+    the pair count but runs near the matmul peak; "auto" takes it when pairs > templates^2 / 40 (IJB-C: 15.6M pairs
+    of 23,124 templates), where it measured faster. The two differ only in float32 rounding (~1e-7).
+    """
     if chunk < 1:
         raise ValueError(f"chunk: must be >= 1, got {chunk}")
-    out = np.empty(len(rows1), dtype=np.float32)
+    if method == "auto":
+        method = "gram" if len(rows1) * 40 > len(feats) ** 2 else "gather"
     with tqdm(total=len(rows1), desc="1:1 pair scores", unit="pair", unit_scale=True, dynamic_ncols=True,
               disable=not progress) as bar:
-        for s in range(0, len(rows1), chunk):
-            e = min(s + chunk, len(rows1))
-            out[s:e] = np.einsum("ij,ij->i", feats[rows1[s:e]], feats[rows2[s:e]])
-            bar.update(e - s)
-    return out
+        if method == "gram":
+            return _scores_by_gram(feats, rows1, rows2, bar)
+        if method == "gather":
+            return _scores_by_gather(feats, rows1, rows2, chunk, bar)
+    raise ValueError(f"method: '{method}' is not one of: auto, gather, gram")
 
 
 def _far_key(far: float) -> str:
