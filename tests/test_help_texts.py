@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import pkgutil
 import runpy
 import sys
 
@@ -13,10 +14,10 @@ import pytest
 
 from tests.conftest import REPO
 
-SCRIPTS = ["LFW_Evaluation.py", "AgeDB-30_Evaluation.py", "CFP-FP_Evaluation.py", "MegaFace_Evaluation.py",
-           "Identification_Evaluation.py"]
-MODULES = ["Utils.tools.align_faces", "Utils.tools.convert_bin", "Utils.tools.generate_dataset_list",
-           "Utils.tools.onnx_export", "Utils.tools.visdom_server", "Utils.tools.model_import", "Backbones"]
+# every evaluation script and every tool, discovered: a new one is checked without being listed here
+SCRIPTS = sorted(p.name for p in REPO.glob("*_Evaluation.py"))
+MODULES = sorted(f"Utils.tools.{m.name}" for m in pkgutil.iter_modules([str(REPO / "Utils" / "tools")])) + [
+    "Backbones", "Datasets.augment"]
 
 
 def _help(target: str, monkeypatch, argv_tail=("--help",)) -> tuple[str, list[argparse.ArgumentParser]]:

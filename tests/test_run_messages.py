@@ -25,11 +25,12 @@ def _args(tmp_path, **extra):
 
 
 def test_a_run_says_where_to_watch_it_and_how_to_evaluate_it(tmp_path, capsys):
-    assert Train.main(_args(tmp_path)) == 0
+    assert Train.main(_args(tmp_path, use_tensorboard="true")) == 0
     out = capsys.readouterr().out
     run = tmp_path / "runs" / "my-run"
     assert f"run dir: {run}" in out
     assert "http://127.0.0.1:8097/env/my_run" in out  # visdom's environment of this run ('-' is not allowed there)
+    assert f"tensorboard --logdir {run}" in out and list(run.glob("events.out.tfevents.*"))
     # 24 images / batch 8 = 3 iterations, shorter than the default log_every=20: still a point per iteration
     train_points = [json.loads(l) for l in (run / "history.jsonl").read_text().splitlines() if '"train"' in l]
     assert [p["iteration"] for p in train_points] == [1, 2, 3]

@@ -48,10 +48,33 @@ def preview(cfg, out: str, faces: int = 4, views: int = 7) -> str:
     return str(save_figure(fig, out, dpi=80))
 
 
+def _print_help() -> None:
+    """--help: the preview's own flags with their defaults, then the ops a recipe can name."""
+    import argparse
+
+    from .ops import OP_HELP
+
+    class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+        """Defaults shown; the docstring and the ops table kept as written."""
+
+    p = argparse.ArgumentParser(prog="python -m Datasets.augment", description=__doc__, formatter_class=Formatter,
+                                epilog="ops (name:probability[:strength]):\n"
+                                       + "\n".join(f"  {name:8s} {text}" for name, text in OP_HELP.items()))
+    p.add_argument("--preview", action="store_true", help="write the grid (without it: the usage above)")
+    p.add_argument("--out", default="augment_preview.png", help="the PNG to write")
+    p.add_argument("--faces", type=int, default=4, help="rows: synthetic faces, 1..32")
+    p.add_argument("--views", type=int, default=7, help="augmented views per face, 1..32")
+    p.add_argument("--augment", default="flip:0.5", help="the recipe, as Train.py's")
+    p.print_help()
+
+
 def main(argv: list[str] | None = None) -> int:
     from Config.cli import ConfigError, parse_config
 
     argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        _print_help()
+        return 0
     try:
         cfg, rest = parse_config(argv, extra_flags=_FLAGS)
         flags = dict(a.lstrip("-").split("=", 1) if "=" in a else (a.lstrip("-"), "") for a in rest)

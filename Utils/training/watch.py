@@ -28,6 +28,14 @@ def _visdom_hint(cfg, run_dir, name: str) -> str:
     return f"live curves: off (--use_visdom=true, with python -m Utils.tools.visdom_server, shows them at {url})"
 
 
+@register_watch_hint
+def _tensorboard_hint(cfg, run_dir, name: str) -> str:
+    log_dir = cfg.tensorboard_dir or run_dir
+    if not cfg.use_tensorboard or not log_dir:
+        return ""
+    return f"TensorBoard: tensorboard --logdir {log_dir} (then http://localhost:6006)"
+
+
 def watch_lines(cfg, run_dir: Path | None, name: str) -> list[str]:
     """The hints' lines (the run directory is on the run's first line already)."""
     return [line for hint in WATCH_HINTS if (line := hint(cfg, run_dir, name))]
