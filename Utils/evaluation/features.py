@@ -75,7 +75,7 @@ def extract_embeddings(model: torch.nn.Module, dataset: Dataset, batch_size: int
                     emb = np.empty((len(dataset), out.shape[1]), dtype=np.float32)
                     emb_flip = np.empty_like(emb)
                 emb[done:done + n] = out[:n]
-                emb_flip[done:done + n] = out[n:]
+                emb_flip[done:done + n] = out[n:2 * n]
                 done += n
                 bar.update(n)
     finally:
