@@ -89,12 +89,12 @@ def test_fast_extraction_matches_exact_in_fp32(mobilefacenet):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
 
 
-def test_compile_only_pays_on_large_sets():
-    from Utils.evaluation.fast_inference import COMPILE_MIN_IMAGES, FastModel
+def test_compile_is_opt_in_and_a_prepared_model_is_reused():
+    from Utils.evaluation.fast_inference import FastModel
 
-    small = FastModel.prepare(_Recorder(), torch.device("cpu"), None, n_images=COMPILE_MIN_IMAGES - 1)
-    assert not small.compiled
-    assert FastModel.prepare(small, torch.device("cpu")) is small  # prepared once, reused
+    fast = FastModel.prepare(_Recorder(), torch.device("cpu"), None, n_images=100_000)
+    assert not fast.compiled  # measured no faster than the folded eager model here (BENCHMARKS.md)
+    assert FastModel.prepare(fast, torch.device("cpu")) is fast  # prepared once, reused
 
 
 def test_cli_default_is_fast_and_exact_is_fp32_eager(tmp_path, mobilefacenet):

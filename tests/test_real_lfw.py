@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow  # 2 x 7,701 images + flips through MobileFaceNet 
 
 CHECKPOINT = "models/mobilefacenet_casia_112x96_068.ckpt"
 # The scripts' default is the fast path (Utils/evaluation/fast_inference.py: BN folded, channels_last, bf16 where
-# native, compiled for a set this large); --exact is fp32 NCHW eager. RGB is run both ways, BGR on the fast path.
+# native); --exact is fp32 NCHW eager. RGB is run both ways, BGR on the fast path.
 RUNS = (("RGB", "fast"), ("RGB", "exact"), ("BGR", "fast"))
 
 
