@@ -4,8 +4,8 @@ Times `Utils.evaluation.features.extract_embeddings` (the code every evaluation 
 over in-memory random 112x112 images, so image decoding is not measured (bench_loader.py measures it).
 Images/s counts source images: each is embedded twice (it and its flip). Ratios are against fp32 in the same run.
 "fast" is the evaluation scripts' default path (Utils/evaluation/fast_inference.py: BN folded, channels_last,
-native bf16, compiled); its compile warm-up is timed apart and left out of its images/s. "fp32" is the old
-default, what --exact runs.
+native bf16); "fast+compile" adds torch.compile (inductor, frozen weights), its warm-up timed apart and left out of
+its images/s. "fp32" is the old default, what --exact runs. Variants are timed in interleaved rounds (median).
 
     python bench/bench_extract.py --backbones=MobileFaceNet,ResNet50_IR --variants=fp32,fast   # old vs new default
     python bench/bench_extract.py --backbones=MobileFaceNet --images=512 --variants=fp32,bf16+cl
@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import command_line, machine_line, print_table  # noqa: E402
 
-VARIANTS = ["fp32", "cl", "bf16", "bf16+cl", "fold+bf16+cl", "fast"]
+VARIANTS = ["fp32", "cl", "bf16", "bf16+cl", "fast", "fast+compile"]
 
 
 def prepare(backbone: str, variant: str, images: torch.Tensor, batch: int, device: str):
-    """(model, amp dtype, seconds of preparation: the compile warm-up of "fast", else 0) for one variant."""
+    """(model, amp dtype, seconds of the warm-up pass: kernel selection, and the compile of "fast+compile")."""
     from Backbones import get_backbone
     from Utils.device import autocast_dtype, resolve_device
     from Utils.evaluation.fast_inference import FastModel
@@ -37,14 +37,14 @@ def prepare(backbone: str, variant: str, images: torch.Tensor, batch: int, devic
     torch.manual_seed(0)
     model = get_backbone(backbone).to(device).eval()
     dev = resolve_device(device)
-    if variant in ("fast", "fold+bf16+cl"):
-        model = FastModel.prepare(model, dev, autocast_dtype("auto", dev), compile=variant == "fast")
+    if variant in ("fast", "fast+compile"):
+        model = FastModel.prepare(model, dev, autocast_dtype("auto", dev), compile=variant == "fast+compile")
         amp = model.amp_dtype
     else:
         if "cl" in variant.split("+"):
             model = model.to(memory_format=torch.channels_last)
         amp = torch.bfloat16 if "bf16" in variant else None
-    t0 = time.perf_counter()  # warm-up: kernel selection, and the compile of "fast"
+    t0 = time.perf_counter()  # warm-up: kernel selection, and the compile of "fast+compile"
     extract_embeddings(model, torch.utils.data.TensorDataset(images[:batch]), batch, device, amp, progress=False)
     return model, amp, time.perf_counter() - t0
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         med = {v: statistics.median(x) for v, x in speeds.items()}
         base = med.get("fp32")
         for v in variants:
-            warm = prepared[v][2] if v == "fast" else 0.0
+            warm = prepared[v][2] if v == "fast+compile" else 0.0
             rows.append([name, v, f"{med[v]:.1f}", f"{med[v] / base:.2f}x" if base else "-",
                          f"{warm:.0f}" if warm else "-"])
     print_table(["backbone", "variant", "images/s (+flip), median", "vs fp32", "compile s"], rows)
