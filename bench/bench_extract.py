@@ -3,13 +3,17 @@
 Times `Utils.evaluation.features.extract_embeddings` (the code every evaluation script and the training-time verification use)
 over in-memory random 112x112 images, so image decoding is not measured (bench_loader.py measures it).
 Images/s counts source images: each is embedded twice (it and its flip). Ratios are against fp32 in the same run.
+"fast" is the evaluation scripts' default path (Utils/evaluation/fast_inference.py: BN folded, channels_last,
+native bf16); "fast+compile" adds torch.compile (inductor, frozen weights), its warm-up timed apart and left out of
+its images/s. "fp32" is the old default, what --exact runs. Variants are timed in interleaved rounds (median).
 
-    python bench/bench_extract.py
+    python bench/bench_extract.py --backbones=MobileFaceNet,ResNet50_IR --variants=fp32,fast   # old vs new default
     python bench/bench_extract.py --backbones=MobileFaceNet --images=512 --variants=fp32,bf16+cl
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -20,21 +24,38 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import command_line, machine_line, print_table  # noqa: E402
 
-VARIANTS = ["fp32", "cl", "bf16", "bf16+cl"]
+VARIANTS = ["fp32", "cl", "bf16", "bf16+cl", "fast", "fast+compile"]
 
 
-def measure(backbone: str, variant: str, images: torch.Tensor, batch: int, device: str) -> float:
+def prepare(backbone: str, variant: str, images: torch.Tensor, batch: int, device: str):
+    """(model, amp dtype, seconds of the warm-up pass: kernel selection, and the compile of "fast+compile")."""
     from Backbones import get_backbone
+    from Utils.device import autocast_dtype, resolve_device
+    from Utils.evaluation.fast_inference import FastModel
     from Utils.evaluation.features import extract_embeddings
 
+    torch.manual_seed(0)
     model = get_backbone(backbone).to(device).eval()
-    if "cl" in variant.split("+"):
-        model = model.to(memory_format=torch.channels_last)
-    amp = "bf16" if "bf16" in variant else None
-    dataset = torch.utils.data.TensorDataset(images)
-    extract_embeddings(model, torch.utils.data.Subset(dataset, range(batch)), batch, device, amp, progress=False)
+    dev = resolve_device(device)
+    if variant in ("fast", "fast+compile"):
+        model = FastModel.prepare(model, dev, autocast_dtype("auto", dev), compile=variant == "fast+compile")
+        amp = model.amp_dtype
+    else:
+        if "cl" in variant.split("+"):
+            model = model.to(memory_format=torch.channels_last)
+        amp = torch.bfloat16 if "bf16" in variant else None
+    t0 = time.perf_counter()  # warm-up: kernel selection, and the compile of "fast+compile"
+    extract_embeddings(model, torch.utils.data.TensorDataset(images[:batch]), batch, device, amp, progress=False)
+    return model, amp, time.perf_counter() - t0
+
+
+def measure(prepared, images: torch.Tensor, batch: int, device: str) -> float:
+    """Images/s (+flip) of one pass over `images`."""
+    from Utils.evaluation.features import extract_embeddings
+
+    model, amp, _ = prepared
     t0 = time.perf_counter()
-    extract_embeddings(model, dataset, batch, device, amp, progress=False)
+    extract_embeddings(model, torch.utils.data.TensorDataset(images), batch, device, amp, progress=False)
     return len(images) / (time.perf_counter() - t0)
 
 
@@ -42,9 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backbones", default="MobileFaceNet,ResNet50_IR,SEResNet50_IR")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from: {', '.join(VARIANTS)}")
-    p.add_argument("--images", type=int, default=256, help="images per measurement (each also flipped)")
+    p.add_argument("--images", type=int, default=128, help="images per measurement (each also flipped)")
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds per variant (median reported)")
     args = p.parse_args(argv)
     variants = args.variants.split(",")
     if any(v not in VARIANTS for v in variants):
@@ -54,13 +76,20 @@ def main(argv: list[str] | None = None) -> int:
     images = torch.randn(args.images, 3, 112, 112, generator=torch.Generator().manual_seed(0))
     rows = []
     for name in args.backbones.split(","):
-        base = None
-        for variant in variants:
-            ips = measure(name, variant, images, args.batch_size, args.device)
-            base = ips if variant == "fp32" else base
-            rows.append([name, variant, f"{ips:.1f}", f"{ips / base:.2f}x" if base else "-"])
-            print(f"  {name} {variant}: {ips:.1f} img/s", file=sys.stderr, flush=True)
-    print_table(["backbone", "variant", "images/s (+flip)", "vs fp32"], rows)
+        prepared = {v: prepare(name, v, images, args.batch_size, args.device) for v in variants}
+        # rounds interleave the variants, so a change of load on a shared machine hits them all alike; medians
+        speeds = {v: [] for v in variants}
+        for r in range(args.rounds):
+            for v in variants:
+                speeds[v].append(measure(prepared[v], images, args.batch_size, args.device))
+                print(f"  {name} {v} round {r + 1}: {speeds[v][-1]:.1f} img/s", file=sys.stderr, flush=True)
+        med = {v: statistics.median(x) for v, x in speeds.items()}
+        base = med.get("fp32")
+        for v in variants:
+            warm = prepared[v][2] if v == "fast+compile" else 0.0
+            rows.append([name, v, f"{med[v]:.1f}", f"{med[v] / base:.2f}x" if base else "-",
+                         f"{warm:.0f}" if warm else "-"])
+    print_table(["backbone", "variant", "images/s (+flip), median", "vs fp32", "compile s"], rows)
     return 0
 
 

@@ -93,7 +93,7 @@ def add_model_flags(group, checkpoint_required: bool = True,
                        help=f"{amp_help}; auto = bf16 where the device runs it natively, else none")
     group.add_argument("--exact", action="store_true",
                        help="the reference path: fp32, NCHW, eager, BN unfolded (ignores --amp). Default: the fast "
-                            "path (BN folded, channels_last, native bf16, compiled on large sets)")
+                            "path (BN folded, channels_last, native bf16)")
     group.add_argument("--num_workers", type=int, default=2, help="DataLoader worker processes for image decoding")
     group.add_argument("--input_size", default="", help="override the checkpoint's input size: H,W, e.g. 112,96 "
                                                         "(default: the checkpoint's)")

@@ -10,9 +10,10 @@ LFW is bounded by tests/test_real_lfw.py):
 - channels_last (NHWC) memory: oneDNN's convolutions run on it without reordering.
 - bf16 autocast where the hardware runs it natively (Utils.device.fast_low_precision: AMX / AVX512-BF16 CPUs,
   Ampere+ GPUs), chosen by the caller's amp dtype.
-- torch.compile (inductor, weight freezing) when the set is large enough to pay for the warm-up: on the 2-core CPU
-  ~25 s for MobileFaceNet, after which it ran ~2x faster than eager bf16 + channels_last (BENCHMARKS.md). Batches are
-  padded to one size so the compiled graph is never rebuilt for the last, shorter batch.
+- torch.compile (inductor, weight freezing) only when asked (`compile=True`): measured on the shared 2-core CPU in
+  one interleaved run (bench/bench_extract.py, BENCHMARKS.md) it was no faster than the folded eager model above
+  and costs a warm-up of ~25 s and more; conv-BN folding is the measured winner. When compiled, batches are padded
+  to one size so the graph is never rebuilt for the last, shorter batch.
 """
 from __future__ import annotations
 
@@ -20,11 +21,7 @@ import copy
 
 import torch
 
-from ..device import fast_low_precision
-
-__all__ = ["COMPILE_MIN_IMAGES", "default_batch_size", "fold_batchnorm", "FastModel"]
-
-COMPILE_MIN_IMAGES = 2000  # below this, compiling costs more time than it saves (25 s warm-up vs ~3 ms/image)
+__all__ = ["default_batch_size", "fold_batchnorm", "FastModel"]
 
 
 def default_batch_size(device: torch.device) -> int:
@@ -57,15 +54,13 @@ class FastModel(torch.nn.Module):
 
     @classmethod
     def prepare(cls, model: torch.nn.Module, device: torch.device, amp_dtype: torch.dtype | None = None,
-                n_images: int = 0, compile: bool | None = None) -> "FastModel":
-        """`compile`: None = when `n_images` >= COMPILE_MIN_IMAGES and on a device where inductor's warm-up is
-        repaid (a CPU with native bf16, or a GPU)."""
+                n_images: int = 0, compile: bool = False) -> "FastModel":
+        """`n_images` is kept for callers that size the work; `compile`: torch.compile with frozen weights (see the
+        module docstring for why it is off by default)."""
         if isinstance(model, FastModel):
             return model
         inner, folded = fold_batchnorm(model)
         inner = inner.to(device=device, memory_format=torch.channels_last)
-        if compile is None:
-            compile = n_images >= COMPILE_MIN_IMAGES and fast_low_precision(device) is not None
         return cls(inner, bool(compile), folded, amp_dtype)
 
     def describe(self) -> str:

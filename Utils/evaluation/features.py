@@ -3,8 +3,8 @@
 The model sees exactly what the dataset yields (already normalised, see Datasets.transforms.normalize_image); the
 flip is taken on the normalised tensor along the width axis, which equals normalising the flipped image.
 Precision is chosen here with torch.autocast, never inside a model's forward. `fast=True` (the scripts' default)
-runs a prepared copy of the model (Utils/evaluation/fast_inference.py: folded BN, channels_last, compiled on large
-sets); `fast=False` runs the model as given.
+runs a prepared copy of the model (Utils/evaluation/fast_inference.py: folded BN, channels_last); `fast=False`
+runs the model as given.
 """
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def extract_embeddings(model: torch.nn.Module, dataset: Dataset, batch_size: int
                     emb = np.empty((len(dataset), out.shape[1]), dtype=np.float32)
                     emb_flip = np.empty_like(emb)
                 emb[done:done + n] = out[:n]
-                emb_flip[done:done + n] = out[n:]
+                emb_flip[done:done + n] = out[n:2 * n]
                 done += n
                 bar.update(n)
     finally:
