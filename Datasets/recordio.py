@@ -22,7 +22,7 @@ import numpy as np
 from .errors import DataFormatError
 from .rec_index import RecIndex
 
-__all__ = ["RECORDIO_MAGIC", "IRHeader", "RecordIOReader", "RecordIOWriter", "read_idx", "pack_record",
+__all__ = ["RECORDIO_MAGIC", "IRHeader", "RecordIOReader", "RecordIOWriter", "pack_record",
            "unpack_record"]
 
 RECORDIO_MAGIC = 0xCED7230A
@@ -63,50 +63,6 @@ def unpack_record(payload: bytes, where: str = "record") -> tuple[IRHeader, byte
         label = np.frombuffer(payload, dtype="<f4", count=flag, offset=pos).copy()
         pos += 4 * flag
     return IRHeader(flag, label, id1, id2), payload[pos:]
-
-
-def read_idx(idx_path: str | os.PathLike, rec_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Parse a `key\\toffset` index file into (keys, offsets) int64 arrays, in file order (all in memory; the
-    reader uses Datasets.rec_index, which scales to web-size indexes).
-
-    With `rec_size`, offsets that leave no room for a record header in the .rec are reported here.
-    """
-    idx_path = str(idx_path)
-    try:
-        raw = Path(idx_path).read_bytes()
-    except OSError as exc:
-        raise DataFormatError(f"{idx_path}: cannot read index file ({exc.strerror or exc})") from None
-    lines = raw.splitlines()
-    tokens = raw.split()
-    keys = offsets = None
-    if len(tokens) == 2 * sum(1 for ln in lines if ln.strip()):
-        try:  # fast path: millions of lines
-            pairs = np.array(tokens).astype(np.int64).reshape(-1, 2)
-            keys, offsets = pairs[:, 0], pairs[:, 1]
-        except (ValueError, OverflowError):
-            keys = None
-    if keys is None:  # find and report the first bad line
-        for n, ln in enumerate(lines, 1):
-            parts = ln.split()
-            if not parts:
-                continue
-            try:
-                if len(parts) != 2:
-                    raise ValueError
-                int(parts[0]), int(parts[1])
-            except ValueError:
-                text = ln[:60].decode("utf-8", "replace")
-                raise DataFormatError(f"{idx_path}:{n}: expected 'key<TAB>offset', got '{text}'") from None
-        raise DataFormatError(f"{idx_path}: index values out of the int64 range")
-    if len(keys) == 0:
-        raise DataFormatError(f"{idx_path}: index file holds no records")
-    if rec_size is not None:
-        bad = np.flatnonzero((offsets < 0) | (offsets > rec_size - 8))
-        if len(bad):
-            i = int(bad[0])
-            raise DataFormatError(f"{idx_path}: record {int(keys[i])} at offset {int(offsets[i])} lies past the end of "
-                                  f"the .rec file ({rec_size} bytes)")
-    return keys, offsets
 
 
 class RecordIOReader:
