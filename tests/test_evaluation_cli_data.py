@@ -1,4 +1,4 @@
-"""The evaluation scripts' data flags (issue 17): --data=synthetic, spelled the same in every script, evaluates the
+"""The evaluation scripts' data flags: --data=synthetic, spelled the same in every script, evaluates the
 synthetic set the checkpoint's run used (not the default one), and result files never overwrite each other
 silently. A tiny run is trained once; the scripts run in process."""
 from __future__ import annotations

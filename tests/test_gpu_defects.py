@@ -1,4 +1,4 @@
-"""The seven defects of the CUDA / multi-GPU paths (issue 16), each reproduced on a CPU-only machine.
+"""The seven defects of the CUDA / multi-GPU paths, each reproduced on a CPU-only machine.
 
 No GPU is needed: each test recreates the mechanism behind its defect with torch's own CPU-side pieces
 (replicate() with the CUDA broadcast replaced by clones, autocast's per-thread dtype, two gloo ranks) or by

@@ -1,4 +1,4 @@
-"""Every script's --help (issue 17): each flag has a help text and shows its default, no choice list holds an empty
+"""Every script's --help: each flag has a help text and shows its default, no choice list holds an empty
 string, Train.py's settings list has no empty heading, align_faces names the landmark order. The scripts run as
 `python <script> --help` does (runpy, in process: no torch start-up per script)."""
 from __future__ import annotations

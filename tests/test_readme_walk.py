@@ -1,4 +1,4 @@
-"""A walk through README.md as a new user takes it (issue 17): every command of its ```bash blocks is run as
+"""A walk through README.md as a new user takes it: every command of its ```bash blocks is run as
 written, in a fresh working directory, and the test fails when one does not run. Slow (~3 min on 2 cores).
 
 How a command is made small without changing what it runs (the documented mechanism):

@@ -1,4 +1,4 @@
-"""What a run says (issue 17): where to watch it, the command that evaluates its best.pt, compile warm-up named as
+"""What a run says: where to watch it, the command that evaluates its best.pt, compile warm-up named as
 such, torch's "No CUDA runtime" probe hidden on CPU, and short runs' curves visible (markers; log_every clamped)."""
 from __future__ import annotations
 

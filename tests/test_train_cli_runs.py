@@ -1,5 +1,5 @@
 """Train.py's command line over a run's life: resume with only --resume, start from a run's config.json, and a
-start whose checks fail writes nothing (issue 17). Tiny runs on the generated synthetic set, in process."""
+start whose checks fail writes nothing. Tiny runs on the generated synthetic set, in process."""
 from __future__ import annotations
 
 import json
