@@ -117,6 +117,23 @@ def test_two_passes_and_a_resumed_epoch_see_the_same_images():
     assert not torch.equal(ds[EpochIndex(order[0], 2)][0], first[0])  # another epoch, other draws
 
 
+def test_spawned_workers_get_the_recipe_by_pickle():
+    # spawn (macOS, Windows, some DDP launchers) pickles the dataset into each worker: the ops are closures, so the
+    # recipe travels and the worker rebuilds them; the images equal the main process's, item by item
+    import pickle
+
+    ds = BytesSet(augment=ALL, seed=3)
+    twin = pickle.loads(pickle.dumps(ds))
+    for i in range(len(ds)):
+        assert torch.equal(twin[EpochIndex(i, 2)][0], ds[EpochIndex(i, 2)][0]), i
+    sampler = ResumableSampler(len(ds), seed=3)
+    sampler.set_epoch(2, 0)
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, sampler=sampler, num_workers=1,
+                                         multiprocessing_context="spawn")
+    got = torch.cat([b[0] for b in loader])
+    assert torch.equal(got, torch.stack([ds[EpochIndex(i, 2)][0] for i in sampler.order()]))
+
+
 def test_persistent_workers_see_each_new_epoch():
     ds = BytesSet(augment="flip:0.5,jitter:1", seed=5)
     sampler = ResumableSampler(len(ds), seed=5)

@@ -92,6 +92,13 @@ class Augment:
     def __bool__(self) -> bool:
         return bool(self.ops)
 
+    def __getstate__(self) -> dict:
+        # the ops are closures (not picklable); spawned loader workers and DDP ranks rebuild them from the recipe
+        return {"specs": self.specs, "input_hw": self.input_hw, "seed": self.seed}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["specs"], state["input_hw"], state["seed"])
+
     def flip_only(self) -> bool:
         """True when the recipe holds nothing but flips (all a batch decoded on the GPU can be given)."""
         return all(s.name == "flip" for s in self.specs if s.p > 0)
