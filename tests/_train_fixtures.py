@@ -1,6 +1,8 @@
 """Shared pieces of the training tests: a small class-separable image set and a fast Config."""
 from __future__ import annotations
 
+import socket
+
 import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
@@ -65,3 +67,10 @@ if "TinyTestNet" not in list_backbones():
     register_backbone("TinyTestNetNoBN")(
         lambda embedding_size=0, input_size=(32, 32), dropout=0.0: TinyTestNet(embedding_size or 16, input_size,
                                                                                dropout, norm=False))
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (for a gloo rendezvous or a visdom server in a test)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import socket
 import threading
 import warnings
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
 
-from _train_fixtures import PatternFaces, tiny_config
+from _train_fixtures import PatternFaces, free_port, tiny_config
 
 from Backbones import get_backbone
 from Heads import get_head, list_heads
@@ -85,12 +84,6 @@ def test_2_data_parallel_replicas_autocast_with_the_configured_dtype():
 
 
 # --------------------------------------------------------------------------- 3. DDP + Partial-FC + grad_clip
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _pfc_worker(rank: int, world: int, port: int, tmp: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
@@ -127,7 +120,7 @@ def _pfc_worker(rank: int, world: int, port: int, tmp: str) -> None:
 
 @pytest.mark.slow  # two spawned interpreters importing torch: ~20-40 s on 2 busy cores
 def test_3_partial_fc_ranks_clip_and_skip_alike(tmp_path):
-    mp.spawn(_pfc_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_pfc_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
     for k in r0["after4"]:  # bitwise: the clip factor is the same global one on both ranks
         assert torch.equal(r0["after4"][k], r1["after4"][k]), k

@@ -5,12 +5,13 @@ differentiably on the target cosine - the case where the all-reduced target stan
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+
+from _train_fixtures import free_port
 
 from Heads import get_head
 from Heads.base import MarginHead, target_mask
@@ -82,16 +83,10 @@ def _worker(rank: int, port: int, tmp: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pfc")
-    mp.spawn(_worker, args=(_free_port(), str(tmp)), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(free_port(), str(tmp)), nprocs=WORLD, join=True)
     return [torch.load(tmp / f"rank{r}.pt") for r in range(WORLD)]
 
 

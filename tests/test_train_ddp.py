@@ -7,24 +7,17 @@ BatchNorm). Partial-FC on 2 ranks, each holding half the class centres, must mat
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
-from _train_fixtures import PatternFaces, tiny_config
+from _train_fixtures import PatternFaces, free_port, tiny_config
 
 import Train
 
 pytestmark = pytest.mark.slow  # two spawned interpreters importing torch: ~30 s on 2 busy cores
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _weights(result) -> dict:
@@ -48,7 +41,7 @@ def _worker(rank: int, world: int, port: int, tmp: str, overrides: dict) -> None
 
 
 def _run_pair(tmp_path, overrides):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), overrides), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path), overrides), nprocs=2, join=True)
     single = Train.train(tiny_config(tmp_path, run_name="single", **overrides), dataset=PatternFaces(classes=9))
     return [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)], _weights(single)
 

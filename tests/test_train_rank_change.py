@@ -6,14 +6,13 @@ class centres and their momentum re-sharded). The reference is the uninterrupted
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
-from _train_fixtures import PatternFaces, tiny_config
+from _train_fixtures import PatternFaces, free_port, tiny_config
 
 import Train
 
@@ -23,12 +22,6 @@ pytestmark = pytest.mark.slow  # spawned gloo pairs: ~1 min on 2 busy cores
 COMMON = dict(backbone="TinyTestNet", epochs=2, batch_size=16, sync_bn=True, partial_fc=True, momentum=0.9,
               weight_decay=5e-4, log_every=4)
 STOP = 3
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _weights(result) -> dict:
@@ -51,7 +44,7 @@ def _worker(rank: int, world: int, port: int, tmp: str, overrides: dict, tag: st
 
 
 def _two_ranks(tmp_path, overrides, tag):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), overrides, tag), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path), overrides, tag), nprocs=2, join=True)
     return [torch.load(tmp_path / f"{tag}.rank{r}.pt") for r in range(2)]
 
 

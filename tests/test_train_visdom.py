@@ -13,18 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from _train_fixtures import PatternFaces, tiny_config
+from _train_fixtures import PatternFaces, free_port, tiny_config
 
 import Train
 from Utils.training.sinks.visdom import VisdomLogger
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class SilentServer:
@@ -86,7 +80,7 @@ def test_training_against_hung_server_finishes(tmp_path):
 
 def test_missing_server_costs_one_warning(tmp_path):
     warnings_seen = []
-    v = VisdomLogger("http://127.0.0.1", _free_port(), "none", timeout=1.0, warn=warnings_seen.append)
+    v = VisdomLogger("http://127.0.0.1", free_port(), "none", timeout=1.0, warn=warnings_seen.append)
     for i in range(20):
         v.line("loss", i, 1.0)
         time.sleep(0.01)
@@ -102,7 +96,7 @@ def visdom_server(tmp_path_factory):
         if shutil.which("npm") is None:
             pytest.skip("visdom page assets missing and npm not installed (python -m Utils.tools.visdom_server --setup)")
         install_assets(log=lambda *_: None)
-    port = _free_port()
+    port = free_port()
     env_path = tmp_path_factory.mktemp("visdom_env")
     proc = subprocess.Popen([sys.executable, "-m", "Utils.tools.visdom_server", f"--port={port}",
                              f"--env_path={env_path}"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
