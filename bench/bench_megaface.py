@@ -4,9 +4,11 @@
     python bench/bench_megaface.py                                  # 1e3 .. 1e6 distractors
     python bench/bench_megaface.py --sizes=1000,10000 --fp32_max=10000 --naive_max=10000   # quick
 
-Columns per size: the default search (bf16 filter + exact float64 rescoring), the same search with an fp32 filter
-(up to --fp32_max), and a naive baseline (up to --naive_max) that holds the full fp32 probe x distractor matrix and
-runs torch.topk on it. Each row reports seconds (identification + verification, histogram included), peak resident
+Columns per size: the default search (bf16 filter + exact float64 rescoring); the same search in the code of git
+revision --baseline (imported beside today's, timed in the same run, rounds interleaved: the ratio is the target's
+measure) and whether every result is identical (CMC, TAR at 1e-6 .. 1e-1, the ROC, histogram part included); the
+same search with an fp32 filter (up to --fp32_max), and a naive baseline (up to --naive_max) that holds the full
+fp32 probe x distractor matrix and runs torch.topk on it. Each row reports seconds (identification + verification, histogram included), peak resident
 memory above the features (RSS polled every 10 ms), rank-1 and TAR@FAR=1e-6, and whether the bf16-filter results
 equal the fp32-filter ones. "raw bf16 rank-1" is what rank-1 would be if bf16 scores were used as they are (no
 rescoring): the rounding error this design avoids.
@@ -14,8 +16,10 @@ rescoring): the rounding error this design avoids.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -25,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.common import command_line, machine_line, print_table  # noqa: E402
-from Utils.evaluation.megaface_metrics import evaluate_megaface  # noqa: E402
+from bench.common import command_line, machine_line, package_at_revision, print_table  # noqa: E402
+from Utils.evaluation.megaface_metrics import DEFAULT_FARS, evaluate_megaface  # noqa: E402
 
 
 def _rss_bytes() -> int:
@@ -92,14 +96,40 @@ def naive(p: np.ndarray, labels: np.ndarray, g: np.ndarray, k: int, tail: int) -
     return {"rank1": rank1, "tar": tar, "raw_bf16_rank1": raw_bf16}
 
 
-def run(p, labels, g, precision, args) -> tuple[dict, float, float]:
+def run(p, labels, g, precision, args, evaluate=evaluate_megaface) -> tuple[dict, float, float]:
     with PeakRSS() as mem:
         t0 = time.perf_counter()
-        res = evaluate_megaface(p, labels, g, max_rank=args.max_rank, fars=[1e-6], precision=precision,
-                                chunk_size=args.chunk_size, tail_far=args.tail_far, histogram=not args.no_histogram,
-                                progress=False)
+        res = evaluate(p, labels, g, max_rank=args.max_rank, fars=DEFAULT_FARS, precision=precision,
+                       chunk_size=args.chunk_size, tail_far=args.tail_far, histogram=not args.no_histogram,
+                       progress=False)
         seconds = time.perf_counter() - t0
     return res, seconds, mem.extra_gb
+
+
+def same_results(a: dict, b: dict) -> bool:
+    return a["identification"] == b["identification"] and a["verification"] == b["verification"]
+
+
+def baseline_evaluate(rev: str, into: str):
+    """evaluate_megaface as of git revision `rev`."""
+    sys.path.insert(0, into)
+    name = package_at_revision(rev, "Utils", Path(into))
+    return importlib.import_module(f"{name}.evaluation.megaface_metrics").evaluate_megaface
+
+
+def timed_pair(p, labels, g, args, before) -> tuple[dict, float, float, float | None, bool | None]:
+    """The default search and (if `before`) the baseline's, interleaved over --rounds; the fastest round of each."""
+    new_s, old_s, old_res = [], [], None
+    for _ in range(args.rounds):
+        if before is not None:
+            old_res, sec, _ = run(p, labels, g, "bf16", args, before)
+            old_s.append(sec)
+        res, sec, mem = run(p, labels, g, "bf16", args)
+        new_s.append(sec)
+    print(f"# {g.shape[0]:,} distractors, seconds per round: today " + ", ".join(f"{t:.2f}" for t in new_s)
+          + ("; before " + ", ".join(f"{t:.2f}" for t in old_s) if old_s else ""), flush=True)
+    same = same_results(res, old_res) if old_res is not None else None
+    return res, min(new_s), mem, (min(old_s) if old_s else None), same
 
 
 def main() -> None:
@@ -115,6 +145,9 @@ def main() -> None:
     ap.add_argument("--no_histogram", action="store_true")
     ap.add_argument("--fp32_max", type=int, default=100000, help="largest size also run with the fp32 filter")
     ap.add_argument("--naive_max", type=int, default=10000, help="largest size also run with the full matrix")
+    ap.add_argument("--baseline", default="bd6d285", help="git revision whose search is timed beside today's "
+                    "(bd6d285: the code before the reused score buffers; '' to skip)")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds of today's and the baseline's search")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -125,17 +158,21 @@ def main() -> None:
     print(f"# {command_line()}")
     p, labels = make_probes(args.probes, args.identities, args.dim, args.spread, args.seed)
     g_all = make_distractors(max(sizes), args.dim, args.seed)
+    before = baseline_evaluate(args.baseline, tempfile.mkdtemp(prefix="bench_megaface_")) if args.baseline else None
     rows = []
     for m in sizes:
         g = g_all[:m]
-        res, sec, mem = run(p, labels, g, "bf16", args)
+        res, sec, mem, old_sec, old_same = timed_pair(p, labels, g, args, before)
         tar = res["verification"]["tar_at_far"][0]["tar"]
         row = [f"{m:,}", f"{sec:.2f}", f"{mem:.2f}", f"{100 * res['identification']['rank1']:.3f}",
                f"{100 * tar:.3f}"]
+        row += [f"{old_sec:.2f}", f"{old_sec / sec:.2f}x", "yes" if old_same else "NO"] if before else ["-"] * 3
         if m <= args.fp32_max:
             res32, sec32, mem32 = run(p, labels, g, "fp32", args)
+            # the exact results; the histogram's coarse part is of the filter's own rounding, so it may differ
             same = (res32["identification"]["cmc"] == res["identification"]["cmc"]
-                    and res32["verification"]["tar_at_far"] == res["verification"]["tar_at_far"])
+                    and [r for r in res32["verification"]["tar_at_far"] if r["exact"]]
+                    == [r for r in res["verification"]["tar_at_far"] if r["exact"]])
             row += [f"{sec32:.2f}", f"{sec32 / sec:.2f}x", "yes" if same else "NO"]
         else:
             row += ["-", "-", "-"]
@@ -150,7 +187,8 @@ def main() -> None:
         rows.append(row)
         print(f"# {m:,} distractors: bf16 search {res['search_seconds']:.2f}s + metrics {res['metric_seconds']:.2f}s, "
               f"{res['rescored_pairs']:,} pairs rescored, {res['widened']} widenings", flush=True)
-    print_table(["distractors", "bf16 s", "bf16 peak GB", "rank-1 %", "TAR@1e-6 %", "fp32 s", "fp32/bf16",
+    print_table(["distractors", "bf16 s", "bf16 peak GB", "rank-1 %", "TAR@1e-6 %", "before s", "before/today",
+                 "same as before", "fp32 s", "fp32/bf16",
                  "same as fp32", "naive s", "naive peak GB", "naive/bf16", "raw bf16 rank-1 %"], rows)
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import command_line, print_table  # noqa: E402
+from bench.common import command_line, package_at_revision, print_table  # noqa: E402
 
 MAGIC = 0xCED7230A
 SPACING = 6000  # bytes per record: a 112x112 face JPEG at quality 95 is 5-8 KB
@@ -68,19 +68,6 @@ def build(folder: Path, n_images: int, n_classes: int) -> None:
     (folder / "done").write_text(f"{n_images} {n_classes}\n")
     print(f"built {folder}: {total:,} records, idx {os.path.getsize(folder / 'train.idx') / 2**20:.0f} MiB, "
           f"in {time.perf_counter() - t:.0f} s", flush=True)
-
-
-def _old_package(rev: str, into: Path) -> None:
-    """Datasets/ as of `rev`, importable as `Datasets_before` (relative imports keep working)."""
-    names = subprocess.run(["git", "-C", str(REPO), "ls-tree", "-r", "--name-only", rev, "Datasets"],
-                           capture_output=True, text=True, check=True).stdout.split()
-    for name in names:
-        if not name.endswith(".py"):
-            continue
-        dest = into / name.replace("Datasets/", "Datasets_before/", 1)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:{name}"], capture_output=True,
-                                        check=True).stdout)
 
 
 def _status(field: str) -> int:
@@ -148,7 +135,7 @@ def main(argv=None) -> int:
     work = Path(args.dir or tempfile.mkdtemp(prefix="bench_rec_index_"))
     old_dir = work / "old_code"
     shutil.rmtree(old_dir, ignore_errors=True)
-    _old_package(args.baseline_rev, old_dir)
+    package_at_revision(args.baseline_rev, "Datasets", old_dir)
     big = work / f"rec_{args.records}_{args.classes}"
     build(big, args.records, args.classes)
     sets = [(big, args.records, args.classes)]

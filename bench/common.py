@@ -1,15 +1,21 @@
-"""Helpers shared by the bench/ scripts: the machine's own matmul peak, wall-clock timing, table printing."""
+"""Helpers shared by the bench/ scripts: the machine's own matmul peak, wall-clock timing, table printing, and a
+package as it was at an earlier git revision (the baseline a ratio is measured against, in the same run)."""
 from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
-__all__ = ["machine_line", "device_sync", "matmul_peak_gflops", "time_call", "print_table", "command_line"]
+__all__ = ["machine_line", "device_sync", "matmul_peak_gflops", "time_call", "print_table", "command_line",
+           "package_at_revision"]
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def machine_line() -> str:
@@ -72,3 +78,20 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Non
 
 def command_line() -> str:
     return "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
+
+
+def package_at_revision(rev: str, package: str, into: Path) -> str:
+    """Write the .py files of `package` (a top-level folder of this repository) as of git revision `rev` under
+    `into` as `<package>_before`, and return that name: with `into` on sys.path the old code imports beside the new
+    one (its relative imports keep working), so a bench can time both in one run."""
+    name = f"{package}_before"
+    files = subprocess.run(["git", "-C", str(REPO), "ls-tree", "-r", "--name-only", rev, package],
+                           capture_output=True, text=True, check=True).stdout.split()
+    for path in files:
+        if not path.endswith(".py"):
+            continue
+        dest = Path(into) / path.replace(f"{package}/", f"{name}/", 1)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:{path}"], capture_output=True,
+                                        check=True).stdout)
+    return name

@@ -42,7 +42,28 @@ def test_bf16_search_is_exact_when_input_rounding_dominates(rounded):
     full = p.astype(np.float64) @ g.astype(np.float64).T
     # the data really is the hard case: bf16 inputs move scores 10x more than the output rounding could
     bf = _bf16_exact(p).astype(np.float64) @ _bf16_exact(g).astype(np.float64).T
-    assert np.abs(full).max() < 5e-3 and np.abs(bf - full).max() > 10 * np.abs(full).max() * 2.0 ** -9
+    assert np.abs(full).max() < 5e-3 and np.abs(bf - full).max() > 10 * np.abs(full).max() * 2.0 ** -8
     s = search_distractors(p, g, k=5, tail_size=50, precision="bf16", chunk_size=512, progress=False)
     np.testing.assert_allclose(s.topk_scores, -np.sort(-full, axis=1)[:, :5], rtol=0, atol=1e-12)
     np.testing.assert_allclose(s.tail_scores, np.sort(full.ravel())[::-1][:50], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("where", ["topk", "tail"])
+def test_bf16_output_rounding_of_half_a_unit_is_covered(where):
+    """bf16 keeps 8 significant bits, so rounding a score to it can move the score by 2^-8 of its size (half the
+    spacing 2^-7): the true best 0.5 + 2^-9 (a tie, rounded to even: 0.5) and the earlier best 0.5 + 3 * 2^-11
+    (0.5 too) both read 0.5 in bf16. All inputs are bf16 values, so only the output term can cover the gap; a bound
+    of 2^-9 (half bf16's real unit roundoff) leaves the later, better distractor unopened."""
+    p = np.zeros((1, 4), np.float32)
+    p[0, :2] = 1.0
+    g = np.zeros((128, 4), np.float32)
+    g[:, 2] = 1.0  # score 0: the fillers of both chunks
+    g[0, :3] = (0.5, 3 * 2.0 ** -11, 0.0)  # chunk 1's best, 0.50146484375
+    g[64, :3] = (0.5, 2.0 ** -9, 0.0)  # chunk 2's, 0.501953125: the true best
+    assert np.array_equal(_bf16_exact(g), g)
+    full = p.astype(np.float64) @ g.astype(np.float64).T
+    k, tail = (1, 0) if where == "topk" else (0, 1)
+    s = search_distractors(p, g, k=k, tail_size=tail, precision="bf16", chunk_size=64, histogram=False,
+                           progress=False)
+    best = s.topk_scores[0, 0] if where == "topk" else s.tail_scores[0]
+    assert best == full.max() == 0.5 + 2.0 ** -9

@@ -203,3 +203,16 @@ def test_identity_centre_cleaning_matches_a_loop():
             np.testing.assert_allclose(out[i], centre / np.linalg.norm(centre), atol=1e-6)
         else:
             np.testing.assert_array_equal(out[i], feats[i])
+
+
+@pytest.mark.parametrize("chunk_size", [64, 200, 4096])
+def test_histogram_counts_every_score_once_by_its_bf16_pattern(chunk_size):
+    """The histogram against numpy's own count of the bf16 bit patterns: chunks of whole blocks reuse the score and
+    pattern buffers (a refill racing the worker's count would show), 200 pads its last block with -inf rows (never
+    counted), 4096 is one chunk. Dyadic data: every score is exact in bf16, so the reference needs no matmul."""
+    rng = np.random.default_rng(8)
+    p, g = _dyadic(rng, 30, 5), _dyadic(rng, 1000, 5)
+    s = search_distractors(p, g, k=3, tail_size=10, precision="bf16", chunk_size=chunk_size, progress=False)
+    exact = (p.astype(np.float64) @ g.astype(np.float64).T).astype(np.float32)
+    patterns = (exact.view(np.uint32) >> 16).astype(np.int64)  # bf16 = the float32's upper half (exact values)
+    np.testing.assert_array_equal(s.hist_counts, np.bincount(patterns.ravel(), minlength=65536))

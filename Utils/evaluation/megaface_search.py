@@ -16,19 +16,18 @@ from __future__ import annotations
 
 import math
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from .megaface_chunk import PatternHistogram, exact_scores, open_blocks
 from .search_precision import LOW_DTYPES, resolve_precision, rounding_model
 
 __all__ = ["DistractorSearch", "search_distractors", "allowed_impostors", "exact_scores"]
 
 _BLOCK = 64  # scores per block of the block-max reduction (a tenth of the work of a top-k pass on a chunk)
-_RESCORE_BATCH = 4096  # pairs rescored in float64 at once (gathered rows: 2 x 4096 x D doubles)
 
 
 @dataclass
@@ -63,54 +62,6 @@ class DistractorSearch:
         return len(self.tail_scores) >= self.num_probes * self.num_distractors
 
 
-class _Histogram:
-    """Counts of scores per bf16 bit pattern (65,536 bins), accumulated in a worker thread on CPU so that the
-    single-threaded bincount overlaps the next chunk's matmul (one chunk in flight at most: bounded memory)."""
-
-    def __init__(self, device: torch.device):
-        self.counts = torch.zeros(65536, dtype=torch.int64, device=device)
-        self._pool = ThreadPoolExecutor(max_workers=1) if device.type == "cpu" else None
-        self._pending: Future | None = None
-
-    @staticmethod
-    def _count(scores: torch.Tensor) -> torch.Tensor:
-        bits = scores.to(torch.bfloat16).view(torch.int16).reshape(-1).to(torch.int32).bitwise_and_(0xFFFF)
-        return torch.bincount(bits, minlength=65536)
-
-    def add(self, scores: torch.Tensor) -> None:
-        if self._pool is None:
-            self.counts += self._count(scores)
-            return
-        self.wait()
-        self._pending = self._pool.submit(self._count, scores)
-
-    def wait(self) -> None:
-        if self._pending is not None:
-            self.counts += self._pending.result()
-            self._pending = None
-
-    def close(self) -> np.ndarray:
-        self.wait()
-        if self._pool is not None:
-            self._pool.shutdown()
-        return self.counts.cpu().numpy()
-
-
-def exact_scores(p64: torch.Tensor, g32: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """float64 dot products of the pairs (probe rows[i], distractor cols[i]).
-
-    The products of float32 values are exact in float64, and every pair is summed by the same row reduction, so
-    bitwise-equal vectors give bitwise-equal scores: genuine scores (`identity_scores`) use the same reduction, which
-    keeps exact ties exact (a collapsed model's features must tie, not win by a rounding accident).
-    """
-    out = torch.empty(rows.numel(), dtype=torch.float64, device=p64.device)
-    for s in range(0, rows.numel(), _RESCORE_BATCH):
-        a = p64.index_select(0, rows[s:s + _RESCORE_BATCH])
-        b = g32.index_select(0, cols[s:s + _RESCORE_BATCH]).to(torch.float64)
-        out[s:s + _RESCORE_BATCH] = (a * b).sum(dim=1)
-    return out
-
-
 class _Searcher:
     """State of one pass over the distractors: per-probe top-K and the global impostor tail."""
 
@@ -136,32 +87,57 @@ class _Searcher:
         self.tail_d = torch.empty(0, dtype=torch.int64, device=device)
         self.rescored = 0
         self.widened = 0
+        self._scores = torch.empty(0, dtype=self.low.dtype, device=device)
+        self._g_work = torch.empty(0, dtype=torch.float32, device=device)
+
+    def _score_buffer(self, rows: int, cols: int) -> torch.Tensor:
+        """A (rows, cols) view of the score buffer, reused for every chunk: on CPU a fresh 100+ MB tensor per chunk
+        cost more in page faults (the kernel zeroing every new page) than its matmul."""
+        if self._scores.numel() < rows * cols:
+            self._scores = torch.empty(rows * cols, dtype=self.low.dtype, device=self.device)
+        return self._scores[:rows * cols].view(rows, cols)
+
+    def _input_error(self, g32: torch.Tensor, g_low: torch.Tensor) -> torch.Tensor:
+        """d_in[p] >= |low-precision accumulator - exact score| for probe p and every distractor of this chunk
+        (Cauchy-Schwarz on x.g - xl.gl = (x - xl).gl + x.(g - gl), plus fp32 accumulation); the output rounding is
+        added per value. The chunk's norms go through one reused float32 buffer (no fresh pages per chunk)."""
+        c, dim = g32.shape
+        if self._g_work.numel() < c * dim:
+            self._g_work = torch.empty(c * dim, dtype=torch.float32, device=self.device)
+        work = self._g_work[:c * dim].view(c, dim)
+        work.copy_(g_low)
+        g_low_norm = float(torch.linalg.vector_norm(work, dim=1).max()) if c else 0.0
+        if self.u_in is None:
+            torch.sub(g32, work, out=work)
+            g_res = float(torch.linalg.vector_norm(work, dim=1).max()) if c else 0.0
+        else:
+            g_res = self.u_in * (float(torch.linalg.vector_norm(g32, dim=1).max()) if c else 0.0)
+        return (self.p_res * g_low_norm + self.pnorm * g_res + self.gamma * self.p_low_norm * g_low_norm) * 1.01 \
+            + 2.0 ** -40
 
     # ------------------------------------------------------------------ one chunk
-    def add_chunk(self, g32: torch.Tensor, offset: int, hist: _Histogram | None) -> None:
+    def add_chunk(self, g32: torch.Tensor, offset: int, hist: PatternHistogram | None) -> None:
         n = self.low.shape[0]
         c = g32.shape[0]
+        nb = -(-c // _BLOCK)
         g_low = g32.to(self.low.dtype)
-        scores = self.low @ g_low.T  # (n, c), the low-precision filter
+        # distractor-major scores (c, n): a block's 64 scores of one probe are 64 rows of one column, so the block
+        # max is an element-wise max of whole rows (measured 2x faster than a max within rows) and the padding of a
+        # last partial block is rows of -inf after the chunk's own, with no copy
+        scores = self._score_buffer(nb * _BLOCK, n)
+        torch.matmul(g_low, self.low.T, out=scores[:c])  # the low-precision filter
         if hist is not None:
-            hist.add(scores)
-        pad = (-c) % _BLOCK
-        if pad:
-            scores = torch.cat([scores, scores.new_full((n, pad), -math.inf)], dim=1)
-        blocks = scores.view(n, -1, _BLOCK)
-        bmax = blocks.amax(dim=2)  # (n, nb)
-        # |low-precision accumulator - exact score| <= d_in[p] for every distractor of this chunk (Cauchy-Schwarz
-        # on x.g - xl.gl = (x - xl).gl + x.(g - gl), plus fp32 accumulation); the output rounding is added per value
-        gl32 = g_low.to(torch.float32)
-        g_low_norm = float(gl32.norm(dim=1).max()) if c else 0.0
-        g_res = float((g32 - gl32).norm(dim=1).max()) if c and self.u_in is None else \
-            (self.u_in or 0.0) * (float(g32.norm(dim=1).max()) if c else 0.0)
-        d_in = (self.p_res * g_low_norm + self.pnorm * g_res + self.gamma * self.p_low_norm * g_low_norm) * 1.01 \
-            + 2.0 ** -40
+            hist.add(scores[:c])
+        scores[c:].fill_(-math.inf)
+        by_block = scores.view(nb, _BLOCK, n)
+        blocks = by_block.permute(2, 0, 1)  # (n, nb, B): probe p's scores in block b are blocks[p, b]
+        bmax = by_block.amax(dim=1).T.contiguous()  # (n, nb)
+        d_in = self._input_error(g32, g_low)
+        bmax64 = bmax.to(torch.float64)
         if self.k:
-            self._update_topk(blocks, bmax, d_in, g32, offset)
+            self._update_topk(blocks, bmax, bmax64, d_in, g32, offset)
         if self.tail_size:
-            self._update_tail(blocks, bmax, d_in, g32, offset)
+            self._update_tail(blocks, bmax, bmax64, d_in, g32, offset)
 
     def _lower(self, tau: torch.Tensor, d_in: torch.Tensor) -> torch.Tensor:
         """Low-value threshold: a score whose exact value is > tau has a low value > this."""
@@ -171,17 +147,14 @@ class _Searcher:
         """Bound on the exact value of a score whose low value is <= `low`."""
         return low + d_in + self.u_out * 1.01 * low.abs() / (1 - self.u_out)
 
-    def _update_topk(self, blocks, bmax, d_in, g32, offset) -> None:
+    def _update_topk(self, blocks, bmax, bmax64, d_in, g32, offset) -> None:
         n, nb, bsz = blocks.shape
         thr = self._lower(self.top_v[:, -1], d_in)  # (n,): a score whose low value is <= this cannot enter
-        cand = bmax.to(torch.float64) > thr.unsqueeze(1)
+        cand = bmax64 > thr.unsqueeze(1)
         # a row without k scores yet (the first chunk) would open everything: select its best few instead
         if bool(torch.isfinite(thr).all()) and int(cand.sum()) <= 4 * n * self.k:
             # the usual case after the first chunk: open just the blocks that may hold a new entry (all of them)
-            r_i, b_i = cand.nonzero(as_tuple=True)
-            vals = blocks[r_i, b_i].to(torch.float64)
-            kr, ke = (vals > thr[r_i].unsqueeze(1)).nonzero(as_tuple=True)
-            rows, cols = r_i[kr], b_i[kr] * bsz + ke  # rows ascending
+            rows, cols = open_blocks(blocks, *cand.nonzero(as_tuple=True), thr)  # rows ascending
             if rows.numel():
                 exact = exact_scores(self.p64, g32, rows, cols)
                 self.rescored += int(rows.numel())
@@ -256,32 +229,32 @@ class _Searcher:
         v, order = v.topk(keep)
         return v, p[order], d[order]
 
-    def _update_tail(self, blocks, bmax, d_in, g32, offset) -> None:
+    def _update_tail(self, blocks, bmax, bmax64, d_in, g32, offset) -> None:
         n, nb, bsz = blocks.shape
         L = self.tail_size
         tau = self.tail_v[-1] if self.tail_v.numel() >= L else torch.tensor(-math.inf, dtype=torch.float64,
                                                                              device=self.device)
         thr = self._lower(tau, d_in)  # (n,) per probe: a score whose low value is <= this cannot enter the tail
-        cap = 8 * L + (1 << 16)
-        cand = bmax.to(torch.float64) > thr.unsqueeze(1)
+        cand = bmax64 > thr.unsqueeze(1)
         n_cand = int(cand.sum())
-        if n_cand * bsz <= cap:  # the usual case after the first chunks: open every block that may hold a new entry
-            r_i, b_i = cand.nonzero(as_tuple=True)
-            vals = blocks[r_i, b_i].to(torch.float64)  # (n_cand, B)
-            kr, ke = (vals > thr[r_i].unsqueeze(1)).nonzero(as_tuple=True)
-            rows, cols = r_i[kr], b_i[kr] * bsz + ke
+        # the usual case once the tail is full: open every block that may hold a new entry. Counted in blocks, not
+        # entries: while the tail's threshold still rises (the first chunks) each candidate block holds about one
+        # qualifying entry, and opening them costs far less than the widening's top-k over every block of the chunk
+        opened = open_blocks(blocks, *cand.nonzero(as_tuple=True), thr, limit=8 * L + (1 << 16)) \
+            if n_cand <= 8 * L + 1024 else None
+        if opened is not None:
+            rows, cols = opened
             exact = exact_scores(self.p64, g32, rows, cols)
             self.rescored += int(rows.numel())
             self.tail_v, self.tail_p, self.tail_d = self._merge_tail(exact, rows, cols + offset)
             return
         flat_bm = bmax.reshape(-1)
-        flat_blocks = blocks.reshape(-1, bsz)
         dmax = d_in.max()
         m = 4 * L
         while True:
             kb = min(m, flat_bm.numel())
             _, bi = flat_bm.topk(kb)
-            vals = flat_blocks[bi].reshape(-1)
+            vals = blocks[torch.div(bi, nb, rounding_mode="floor"), bi % nb].reshape(-1)
             mm = min(m, vals.numel())
             cv, ci = vals.topk(mm)
             blk = bi[torch.div(ci, bsz, rounding_mode="floor")]
@@ -343,7 +316,7 @@ def search_distractors(probes: np.ndarray, distractors: np.ndarray, *, index: np
         with torch.no_grad():
             p = torch.as_tensor(np.ascontiguousarray(probes, dtype=np.float32)).to(device)
             searcher = _Searcher(p, k, tail_size, precision, device)
-            hist = _Histogram(device) if histogram else None
+            hist = PatternHistogram(device) if histogram else None
             starts = range(0, m_total, chunk_size)
             if progress:
                 starts = tqdm(starts, desc=f"{desc} ({m_total:,} x {n:,}, {precision})", unit="chunk",

@@ -16,7 +16,8 @@ __all__ = ["PRECISIONS", "LOW_DTYPES", "UNIT_ROUNDOFF", "resolve_precision", "ro
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 LOW_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-UNIT_ROUNDOFF = {"bf16": 2.0 ** -9, "fp16": 2.0 ** -11, "fp32": 2.0 ** -24}
+# half the spacing at 1 (torch.finfo(dtype).eps / 2): bf16 keeps 8 significant bits, fp16 11, fp32 24
+UNIT_ROUNDOFF = {"bf16": 2.0 ** -8, "fp16": 2.0 ** -11, "fp32": 2.0 ** -24}
 _PRECISION_CACHE: dict[str, str] = {}
 
 
@@ -55,5 +56,5 @@ def rounding_model(precision: str, device: torch.device) -> tuple[float | None, 
     if device.type == "cuda" and (relaxed or torch.backends.cuda.matmul.allow_tf32):
         return 2.0 ** -11, 2.0 ** -24
     if relaxed:
-        return 2.0 ** -9, 2.0 ** -24
+        return UNIT_ROUNDOFF["bf16"], 2.0 ** -24
     return 0.0, 2.0 ** -24
