@@ -8,9 +8,10 @@ Columns per size: the default search (bf16 filter + exact float64 rescoring); th
 revision --baseline (imported beside today's, timed in the same run, rounds interleaved: the ratio is the target's
 measure) and whether every result is identical (CMC, TAR at 1e-6 .. 1e-1, the ROC, histogram part included); the
 same search with an fp32 filter (up to --fp32_max), and a naive baseline (up to --naive_max) that holds the full
-fp32 probe x distractor matrix and runs torch.topk on it. Each row reports seconds (identification + verification, histogram included), peak resident
-memory above the features (RSS polled every 10 ms), rank-1 and TAR@FAR=1e-6, and whether the bf16-filter results
-equal the fp32-filter ones. "raw bf16 rank-1" is what rank-1 would be if bf16 scores were used as they are (no
+fp32 probe x distractor matrix and runs torch.topk on it. Each row reports seconds (identification + verification,
+histogram included), peak resident memory above the features (RSS polled every 10 ms), rank-1 and TAR@FAR=1e-6, and
+whether the bf16-filter results equal the fp32-filter ones (the exact ones: the histogram is of each filter's own
+rounding). "raw bf16 rank-1" is what rank-1 would be if bf16 scores were used as they are (no
 rescoring): the rounding error this design avoids.
 """
 from __future__ import annotations
@@ -158,7 +159,8 @@ def main() -> None:
     print(f"# {command_line()}")
     p, labels = make_probes(args.probes, args.identities, args.dim, args.spread, args.seed)
     g_all = make_distractors(max(sizes), args.dim, args.seed)
-    before = baseline_evaluate(args.baseline, tempfile.mkdtemp(prefix="bench_megaface_")) if args.baseline else None
+    old_code = tempfile.TemporaryDirectory(prefix="bench_megaface_")  # removed at exit
+    before = baseline_evaluate(args.baseline, old_code.name) if args.baseline else None
     rows = []
     for m in sizes:
         g = g_all[:m]
