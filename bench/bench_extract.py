@@ -2,13 +2,17 @@
 
 Times `Utils.evaluation.features.extract_embeddings` (the code every evaluation script and the training-time verification use)
 over in-memory random 112x112 images, so image decoding is not measured (bench_loader.py measures it).
-Images/s counts source images: each is embedded twice (it and its flip). Ratios are against fp32 in the same run.
+Images/s counts source images: each is embedded twice (it and its flip). Ratios are against the first variant (fp32)
+in the same run.
 "fast" is the evaluation scripts' default path (Utils/evaluation/fast_inference.py: BN folded, channels_last,
 native bf16); "fast+compile" adds torch.compile (inductor, frozen weights), its warm-up timed apart and left out of
 its images/s. "fp32" is the old default, what --exact runs. Variants are timed in interleaved rounds (median).
+A variant may name its own batch size, `variant@batch`: the old default ran fp32 at batch 128 (the scripts' former
+--batch_size default), the new one runs the fast path at the device's default (Utils/evaluation/fast_inference.py).
 
-    python bench/bench_extract.py --backbones=MobileFaceNet,ResNet50_IR --variants=fp32,fast   # old vs new default
+    python bench/bench_extract.py --backbones=MobileFaceNet,ResNet50_IR --variants=fp32,fast   # one batch size for both
     python bench/bench_extract.py --backbones=MobileFaceNet --images=512 --variants=fp32,bf16+cl
+    python bench/bench_extract.py --variants=fp32@128,fp32@64,fast@64 --images=256   # old default vs new, own batches
 """
 from __future__ import annotations
 
@@ -59,6 +63,11 @@ def measure(prepared, images: torch.Tensor, batch: int, device: str) -> float:
     return len(images) / (time.perf_counter() - t0)
 
 
+def _parse_variant(spec: str, batch: int) -> tuple[str, int]:
+    name, _, own = spec.partition("@")
+    return name, int(own) if own.isdigit() else (batch if not own else 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backbones", default="MobileFaceNet,ResNet50_IR,SEResNet50_IR")
@@ -68,28 +77,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds per variant (median reported)")
     args = p.parse_args(argv)
-    variants = args.variants.split(",")
-    if any(v not in VARIANTS for v in variants):
-        p.error(f"variants must be from {', '.join(VARIANTS)}")
+    specs = [_parse_variant(v, args.batch_size) for v in args.variants.split(",")]
+    if any(v not in VARIANTS or b < 1 for v, b in specs):
+        p.error(f"variants must be from {', '.join(VARIANTS)}, each optionally @batch (a positive integer)")
     print(f"# {command_line()}")
-    print(f"# {machine_line()}; {args.images} images of 112x112 (+ flips), batch {args.batch_size}")
+    print(f"# {machine_line()}; {args.images} images of 112x112 (+ flips), batch {args.batch_size} unless named")
     images = torch.randn(args.images, 3, 112, 112, generator=torch.Generator().manual_seed(0))
     rows = []
     for name in args.backbones.split(","):
-        prepared = {v: prepare(name, v, images, args.batch_size, args.device) for v in variants}
+        prepared = {(v, b): prepare(name, v, images, b, args.device) for v, b in specs}
         # rounds interleave the variants, so a change of load on a shared machine hits them all alike; medians
-        speeds = {v: [] for v in variants}
+        speeds = {spec: [] for spec in specs}
         for r in range(args.rounds):
-            for v in variants:
-                speeds[v].append(measure(prepared[v], images, args.batch_size, args.device))
-                print(f"  {name} {v} round {r + 1}: {speeds[v][-1]:.1f} img/s", file=sys.stderr, flush=True)
-        med = {v: statistics.median(x) for v, x in speeds.items()}
-        base = med.get("fp32")
-        for v in variants:
-            warm = prepared[v][2] if v == "fast+compile" else 0.0
-            rows.append([name, v, f"{med[v]:.1f}", f"{med[v] / base:.2f}x" if base else "-",
-                         f"{warm:.0f}" if warm else "-"])
-    print_table(["backbone", "variant", "images/s (+flip), median", "vs fp32", "compile s"], rows)
+            for spec in specs:
+                speeds[spec].append(measure(prepared[spec], images, spec[1], args.device))
+                print(f"  {name} {spec[0]}@{spec[1]} round {r + 1}: {speeds[spec][-1]:.1f} img/s", file=sys.stderr,
+                      flush=True)
+        med = {spec: statistics.median(x) for spec, x in speeds.items()}
+        base = med[specs[0]] if specs[0][0] == "fp32" else None
+        for spec in specs:
+            warm = prepared[spec][2] if spec[0] == "fast+compile" else 0.0
+            rows.append([name, spec[0], str(spec[1]), f"{med[spec]:.1f}",
+                         f"{med[spec] / base:.2f}x" if base else "-", f"{warm:.0f}" if warm else "-"])
+    print_table(["backbone", "variant", "batch", "images/s (+flip), median", "vs the first (fp32)", "compile s"], rows)
     return 0
 
 

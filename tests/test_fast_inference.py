@@ -111,4 +111,5 @@ def test_cli_default_is_fast_and_exact_is_fp32_eager(tmp_path, mobilefacenet):
     assert default.fast and default.amp_dtype == fast_low_precision(torch.device("cpu"))
     args = p.parse_args([f"--checkpoint={tmp_path / 'm.pt'}", "--device=cpu", "--exact", "--amp=bf16"])
     exact = load_model(args)
-    assert not exact.fast and exact.amp_dtype is None and exact.amp == "none" and args.batch_size == 64
+    # --batch_size=0 (the default) resolves to the device's batch: 16 on a CPU (fast_inference.default_batch_size)
+    assert not exact.fast and exact.amp_dtype is None and exact.amp == "none" and args.batch_size == 16

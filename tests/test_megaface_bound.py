@@ -67,3 +67,67 @@ def test_bf16_output_rounding_of_half_a_unit_is_covered(where):
                            progress=False)
     best = s.topk_scores[0, 0] if where == "topk" else s.tail_scores[0]
     assert best == full.max() == 0.5 + 2.0 ** -9
+
+
+
+@pytest.mark.parametrize("where", ["topk", "tail"])
+def test_first_chunk_floor_from_block_maxima_keeps_every_true_entry(where):
+    """One chunk holds every distractor, so the floor that the chunk's block maxima give (the k-th of a row for the
+    top-k, the L-th overall for the tail, less the rounding bound) alone decides what is opened; scores spread far
+    wider than the bound, so a floor taken from fewer maxima (a higher one) leaves true entries unopened."""
+    rng = np.random.default_rng(7)
+    p = l2_normalize(rng.normal(size=(20, 64))).astype(np.float32)
+    g = l2_normalize(rng.normal(size=(3000, 64))).astype(np.float32)
+    full = p.astype(np.float64) @ g.astype(np.float64).T
+    k, tail = (20, 0) if where == "topk" else (0, 300)
+    s = search_distractors(p, g, k=k, tail_size=tail, precision="bf16", chunk_size=len(g), histogram=False,
+                           progress=False)
+    assert s.widened == 0 and s.rescored < full.size / 4  # the floor decided, and it did select
+    if where == "topk":
+        np.testing.assert_allclose(s.topk_scores, -np.sort(-full, axis=1)[:, :k], rtol=0, atol=1e-12)
+    else:
+        np.testing.assert_allclose(s.tail_scores, np.sort(full.ravel())[::-1][:tail], rtol=0, atol=1e-12)
+
+
+def _opposite_input_errors(seed: int = 0, dim: int = 64):
+    """A probe and two bf16-exact distractors near score 0.02 whose input-rounding errors are 0.9 of the bound
+    (Cauchy-Schwarz on the probe's residual r: distractor = -+0.9 r/|r| + ...) with opposite signs: B is the better
+    by 1e-3, yet its bf16 score sits 1.7e-3 below A's, more than one bound. Fillers score -0.5."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=dim)
+    x = (x / np.linalg.norm(x)).astype(np.float32).astype(np.float64)
+    r = x - _bf16_exact(x.astype(np.float32))
+    rh = r / np.linalg.norm(r)
+    u1 = x - (x @ rh) * rh
+    u1 /= np.linalg.norm(u1)
+    u2 = rng.normal(size=dim)
+    u2 -= (u2 @ rh) * rh + (u2 @ u1) * u1
+    u2 /= np.linalg.norm(u2)
+
+    def along(sign, score):
+        c1 = (score - sign * 0.9 * (x @ rh)) / (x @ u1)
+        return _bf16_exact((sign * 0.9 * rh + c1 * u1 + np.sqrt(1 - 0.81 - c1 ** 2) * u2).astype(np.float32))
+
+    g = np.tile(_bf16_exact((-0.5 * u1 + np.sqrt(0.75) * u2).astype(np.float32)), (128, 1))
+    g[5], g[70] = along(-1, 0.02), along(+1, 0.0204)  # A in block 0, B in block 1
+    p = x[None].astype(np.float32)
+    low = (torch.from_numpy(p).bfloat16() @ torch.from_numpy(g).bfloat16().T).float().numpy()[0]
+    exact = (p.astype(np.float64) @ g.astype(np.float64).T)[0]
+    assert exact[70] - exact[5] > 5e-4 and low[5] - low[70] > 1.05 * np.linalg.norm(r)  # the hard case
+    return p, g, exact
+
+
+@pytest.mark.parametrize("where", ["topk", "tail"])
+def test_first_chunk_floor_subtracts_the_rounding_bound(where):
+    """The first chunk's floor is the k-th (L-th) block maximum less the rounding bound: the maximum here is A's
+    bf16 score, above its exact value by nearly the bound, and the true best B reads nearly a bound below its own.
+    A floor at the maximum itself (the threshold then subtracts the bound only once) leaves B unopened."""
+    p, g, exact = _opposite_input_errors()
+    k, tail = (1, 0) if where == "topk" else (0, 1)
+    s = search_distractors(p, g, k=k, tail_size=tail, precision="bf16", chunk_size=len(g), histogram=False,
+                           progress=False)
+    assert s.widened == 0
+    best = s.topk_scores[0, 0] if where == "topk" else s.tail_scores[0]
+    assert best == exact.max() == exact[70]

@@ -87,16 +87,18 @@ def test_topk_and_tail_equal_sorted_full_matrix():
     assert s.hist_counts.sum() == full.size
 
 
-def test_near_ties_below_bf16_resolution_stay_exact():
-    """Distractors within 1e-4 of each other: bf16 cannot order them, the certificate must widen the search."""
+@pytest.mark.parametrize("chunk_size", [4096, 128])
+def test_near_ties_below_bf16_resolution_stay_exact(chunk_size):
+    """Distractors within 1e-4 of each other: bf16 cannot order them. Chunks of 4096 open every block above the
+    floor that the block maxima give (the first chunk included); chunks of 128 (2 blocks, fewer than k) start on the
+    widening path, whose certificate must fail and widen."""
     rng = np.random.default_rng(2)
     p, labels = _clustered(rng, 4, 5, 16, 0.3)
     base = p[rng.integers(0, len(p), 40)]
     g = l2_normalize(np.repeat(base, 200, axis=0) + 1e-4 * rng.normal(size=(8000, 16)))
-    # chunks wide enough that the first one takes the widening path (not "open every block")
-    s = search_distractors(p, g, k=3, tail_size=300, precision="bf16", chunk_size=4096, progress=False)
+    s = search_distractors(p, g, k=3, tail_size=300, precision="bf16", chunk_size=chunk_size, progress=False)
     full = p.astype(np.float64) @ g.astype(np.float64).T
-    assert s.widened > 0
+    assert (s.widened > 0) == (chunk_size == 128)
     np.testing.assert_allclose(s.topk_scores, -np.sort(-full, axis=1)[:, :3], rtol=0, atol=1e-12)
     np.testing.assert_allclose(s.tail_scores, np.sort(full.ravel())[::-1][:300], rtol=0, atol=1e-12)
     np.testing.assert_allclose(identification(p, labels, s)["cmc"], _brute_cmc(p, labels, g, 3), atol=1e-12)
@@ -205,13 +207,14 @@ def test_identity_centre_cleaning_matches_a_loop():
             np.testing.assert_array_equal(out[i], feats[i])
 
 
-@pytest.mark.parametrize("chunk_size", [64, 200, 4096])
-def test_histogram_counts_every_score_once_by_its_bf16_pattern(chunk_size):
+@pytest.mark.parametrize("n_probes, chunk_size", [(30, 64), (30, 200), (30, 4096), (300, 4000)])
+def test_histogram_counts_every_score_once_by_its_bf16_pattern(n_probes, chunk_size):
     """The histogram against numpy's own count of the bf16 bit patterns: chunks of whole blocks reuse the score and
-    pattern buffers (a refill racing the worker's count would show), 200 pads its last block with -inf rows (never
-    counted), 4096 is one chunk. Dyadic data: every score is exact in bf16, so the reference needs no matmul."""
+    pattern buffers, 200 pads its last block with -inf rows (never counted), 4096 is one chunk, and 300 x 4000 scores
+    are more than one piece of the pattern buffer (2^20), the last one partial. Dyadic data: every score is exact in
+    bf16, so the reference needs no matmul."""
     rng = np.random.default_rng(8)
-    p, g = _dyadic(rng, 30, 5), _dyadic(rng, 1000, 5)
+    p, g = _dyadic(rng, n_probes, 5), _dyadic(rng, 1000 if n_probes == 30 else 4000, 5)
     s = search_distractors(p, g, k=3, tail_size=10, precision="bf16", chunk_size=chunk_size, progress=False)
     exact = (p.astype(np.float64) @ g.astype(np.float64).T).astype(np.float32)
     patterns = (exact.view(np.uint32) >> 16).astype(np.int64)  # bf16 = the float32's upper half (exact values)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .megaface_chunk import PatternHistogram, exact_scores, open_blocks
+from .megaface_chunk import PatternHistogram, RescoreBuffers, exact_scores, open_blocks
 from .search_precision import LOW_DTYPES, resolve_precision, rounding_model
 
 __all__ = ["DistractorSearch", "search_distractors", "allowed_impostors", "exact_scores"]
@@ -88,30 +88,38 @@ class _Searcher:
         self.rescored = 0
         self.widened = 0
         self._scores = torch.empty(0, dtype=self.low.dtype, device=device)
+        self._g_low = torch.empty(0, dtype=self.low.dtype, device=device)
         self._g_work = torch.empty(0, dtype=torch.float32, device=device)
+        self._rescore = RescoreBuffers()
 
-    def _score_buffer(self, rows: int, cols: int) -> torch.Tensor:
-        """A (rows, cols) view of the score buffer, reused for every chunk: on CPU a fresh 100+ MB tensor per chunk
-        cost more in page faults (the kernel zeroing every new page) than its matmul."""
-        if self._scores.numel() < rows * cols:
-            self._scores = torch.empty(rows * cols, dtype=self.low.dtype, device=self.device)
-        return self._scores[:rows * cols].view(rows, cols)
+    def _exact(self, g32: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        return exact_scores(self.p64, g32, rows, cols, self._rescore)
+
+    def _buffer(self, name: str, numel: int, dtype: torch.dtype) -> torch.Tensor:
+        """The first `numel` entries of the buffer `name`, reused for every chunk (grown when a chunk needs more): on
+        CPU a fresh 100+ MB tensor per chunk cost more in page faults (the kernel zeroing every new page) than its
+        matmul."""
+        buf = getattr(self, name)
+        if buf.numel() < numel:
+            buf = torch.empty(numel, dtype=dtype, device=self.device)
+            setattr(self, name, buf)
+        return buf[:numel]
 
     def _input_error(self, g32: torch.Tensor, g_low: torch.Tensor) -> torch.Tensor:
         """d_in[p] >= |low-precision accumulator - exact score| for probe p and every distractor of this chunk
         (Cauchy-Schwarz on x.g - xl.gl = (x - xl).gl + x.(g - gl), plus fp32 accumulation); the output rounding is
-        added per value. The chunk's norms go through one reused float32 buffer (no fresh pages per chunk)."""
+        added per value. The residual g - gl goes into one reused float32 buffer (no fresh pages per chunk)."""
         c, dim = g32.shape
-        if self._g_work.numel() < c * dim:
-            self._g_work = torch.empty(c * dim, dtype=torch.float32, device=self.device)
-        work = self._g_work[:c * dim].view(c, dim)
-        work.copy_(g_low)
-        g_low_norm = float(torch.linalg.vector_norm(work, dim=1).max()) if c else 0.0
+        if not c:
+            return torch.full_like(self.pnorm, 2.0 ** -40)
+        work = self._buffer("_g_work", c * dim, torch.float32).view(c, dim)
+        work.copy_(g_low)  # norms of bf16 rows made a float32 copy of their own (fresh pages) each time
+        g_low_norm = float(torch.linalg.vector_norm(work, dim=1).max())
         if self.u_in is None:
-            torch.sub(g32, work, out=work)
-            g_res = float(torch.linalg.vector_norm(work, dim=1).max()) if c else 0.0
+            work.sub_(g32)  # g_low - g32: the residual, exact in float32
+            g_res = float(torch.linalg.vector_norm(work, dim=1).max())
         else:
-            g_res = self.u_in * (float(torch.linalg.vector_norm(g32, dim=1).max()) if c else 0.0)
+            g_res = self.u_in * float(torch.linalg.vector_norm(g32, dim=1).max())
         return (self.p_res * g_low_norm + self.pnorm * g_res + self.gamma * self.p_low_norm * g_low_norm) * 1.01 \
             + 2.0 ** -40
 
@@ -120,11 +128,12 @@ class _Searcher:
         n = self.low.shape[0]
         c = g32.shape[0]
         nb = -(-c // _BLOCK)
-        g_low = g32.to(self.low.dtype)
+        g_low = g32 if g32.dtype == self.low.dtype else \
+            self._buffer("_g_low", g32.numel(), self.low.dtype).view_as(g32).copy_(g32)
         # distractor-major scores (c, n): a block's 64 scores of one probe are 64 rows of one column, so the block
         # max is an element-wise max of whole rows (measured 2x faster than a max within rows) and the padding of a
         # last partial block is rows of -inf after the chunk's own, with no copy
-        scores = self._score_buffer(nb * _BLOCK, n)
+        scores = self._buffer("_scores", nb * _BLOCK * n, self.low.dtype).view(nb * _BLOCK, n)
         torch.matmul(g_low, self.low.T, out=scores[:c])  # the low-precision filter
         if hist is not None:
             hist.add(scores[:c])
@@ -149,14 +158,20 @@ class _Searcher:
 
     def _update_topk(self, blocks, bmax, bmax64, d_in, g32, offset) -> None:
         n, nb, bsz = blocks.shape
-        thr = self._lower(self.top_v[:, -1], d_in)  # (n,): a score whose low value is <= this cannot enter
+        tau = self.top_v[:, -1]
+        if nb >= self.k and not bool(torch.isfinite(tau).all()):
+            # a row without k scores yet (the first chunk): its k highest block maxima are the low values of k
+            # distinct distractors, so its final k-th best is at least the k-th of them less its rounding bound
+            kth = bmax.topk(self.k, dim=1, sorted=False).values.amin(dim=1).to(torch.float64)
+            tau = torch.maximum(tau, self._floor_of(kth, d_in))
+        thr = self._lower(tau, d_in)  # (n,): a score whose low value is <= this cannot enter
         cand = bmax64 > thr.unsqueeze(1)
-        # a row without k scores yet (the first chunk) would open everything: select its best few instead
+        # a row still without a finite threshold (fewer than k blocks) would open everything: select its best few
         if bool(torch.isfinite(thr).all()) and int(cand.sum()) <= 4 * n * self.k:
             # the usual case after the first chunk: open just the blocks that may hold a new entry (all of them)
             rows, cols = open_blocks(blocks, *cand.nonzero(as_tuple=True), thr)  # rows ascending
             if rows.numel():
-                exact = exact_scores(self.p64, g32, rows, cols)
+                exact = self._exact(g32, rows, cols)
                 self.rescored += int(rows.numel())
                 self._merge_rows(rows, cols + offset, exact)
             return
@@ -204,7 +219,7 @@ class _Searcher:
             take = cv > self._lower(old_v[:, -1], d).unsqueeze(1)  # others cannot beat the current k-th score
             tr, tc = take.nonzero(as_tuple=True)
             cand_v = torch.full_like(cv, -math.inf)
-            cand_v[tr, tc] = exact_scores(self.p64, g32, todo[tr], cols[tr, tc])
+            cand_v[tr, tc] = self._exact(g32, todo[tr], cols[tr, tc])
             self.rescored += int(tr.numel())
             all_v = torch.cat([old_v, cand_v], dim=1)
             all_i = torch.cat([old_i, cols + offset], dim=1)
@@ -229,11 +244,27 @@ class _Searcher:
         v, order = v.topk(keep)
         return v, p[order], d[order]
 
+    def _floor_of(self, low: torch.Tensor, d_in: torch.Tensor) -> torch.Tensor:
+        """A value at or below the exact score of every pair whose low value is >= `low` (the mirror of _upper). A
+        score equal to it still has a low value above _lower of it: the bounds' 1.01 and 2^-40 slack is strict."""
+        return -self._upper(-low, d_in)
+
+    def _provisional_tau(self, bmax: torch.Tensor, d_in: torch.Tensor) -> torch.Tensor:
+        """While the tail is not full yet (the first chunk): a value that no score of the final tail is below.
+
+        The chunk's L highest block maxima are the low values of L distinct pairs, so at least L exact scores reach
+        the floor of the L-th (_floor_of) and the final L-th best cannot be below it. Without it the first chunk's
+        tail was a top-k over 4L blocks of 64 scores (263 ms of the chunk's 460-670 ms at 1e6). -inf when the
+        chunk has fewer than L blocks."""
+        L = self.tail_size
+        if bmax.numel() < L:
+            return torch.tensor(-math.inf, dtype=torch.float64, device=self.device)
+        return self._floor_of(bmax.reshape(-1).topk(L, sorted=False).values.min().to(torch.float64), d_in.max())
+
     def _update_tail(self, blocks, bmax, bmax64, d_in, g32, offset) -> None:
         n, nb, bsz = blocks.shape
         L = self.tail_size
-        tau = self.tail_v[-1] if self.tail_v.numel() >= L else torch.tensor(-math.inf, dtype=torch.float64,
-                                                                             device=self.device)
+        tau = self.tail_v[-1] if self.tail_v.numel() >= L else self._provisional_tau(bmax, d_in)
         thr = self._lower(tau, d_in)  # (n,) per probe: a score whose low value is <= this cannot enter the tail
         cand = bmax64 > thr.unsqueeze(1)
         n_cand = int(cand.sum())
@@ -244,7 +275,7 @@ class _Searcher:
             if n_cand <= 8 * L + 1024 else None
         if opened is not None:
             rows, cols = opened
-            exact = exact_scores(self.p64, g32, rows, cols)
+            exact = self._exact(g32, rows, cols)
             self.rescored += int(rows.numel())
             self.tail_v, self.tail_p, self.tail_d = self._merge_tail(exact, rows, cols + offset)
             return
@@ -263,7 +294,7 @@ class _Searcher:
             cv = cv.to(torch.float64)
             take = cv > thr[rows]
             rows, cols = rows[take], cols[take]
-            exact = exact_scores(self.p64, g32, rows, cols)
+            exact = self._exact(g32, rows, cols)
             self.rescored += int(rows.numel())
             v, p, d = self._merge_tail(exact, rows, cols + offset)
             complete = kb == flat_bm.numel() and mm == vals.numel()
@@ -289,7 +320,8 @@ def search_distractors(probes: np.ndarray, distractors: np.ndarray, *, index: np
         tail_far / tail_size: the global impostor tail holds the floor(tail_far * #impostors) + 1 highest scores
             (exact TAR down to FAR = 1/#impostors, exact ROC up to tail_far), unless tail_size is given.
         precision: matmul precision of the filter ("auto", "bf16", "fp16", "fp32"); results are exact regardless.
-        chunk_size: distractors scored per matmul (memory ~ N x chunk_size x 6 bytes for bf16).
+        chunk_size: distractors scored per matmul (memory: N x chunk_size x 2 bytes of bf16 scores, plus the
+            chunk's features in bf16 and a float32 work copy, chunk_size x D x 6 bytes).
         num_unreachable: distractors removed by cleaning; their pairs count as impostors that are never accepted.
     """
     device = torch.device(device)
