@@ -12,7 +12,7 @@ A variant may name its own batch size, `variant@batch`: the old default ran fp32
 
     python bench/bench_extract.py --backbones=MobileFaceNet,ResNet50_IR --variants=fp32,fast   # one batch size for both
     python bench/bench_extract.py --backbones=MobileFaceNet --images=512 --variants=fp32,bf16+cl
-    python bench/bench_extract.py --variants=fp32@128,fp32@64,fast@64 --images=256   # old default vs new, own batches
+    python bench/bench_extract.py --variants=fp32@128,fp32@16,fast@16 --images=128   # old default vs new, own batches
 """
 from __future__ import annotations
 

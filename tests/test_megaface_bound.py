@@ -69,7 +69,6 @@ def test_bf16_output_rounding_of_half_a_unit_is_covered(where):
     assert best == full.max() == 0.5 + 2.0 ** -9
 
 
-
 @pytest.mark.parametrize("where", ["topk", "tail"])
 def test_first_chunk_floor_from_block_maxima_keeps_every_true_entry(where):
     """One chunk holds every distractor, so the floor that the chunk's block maxima give (the k-th of a row for the
@@ -92,7 +91,7 @@ def test_first_chunk_floor_from_block_maxima_keeps_every_true_entry(where):
 def _opposite_input_errors(seed: int = 0, dim: int = 64):
     """A probe and two bf16-exact distractors near score 0.02 whose input-rounding errors are 0.9 of the bound
     (Cauchy-Schwarz on the probe's residual r: distractor = -+0.9 r/|r| + ...) with opposite signs: B is the better
-    by 1e-3, yet its bf16 score sits 1.7e-3 below A's, more than one bound. Fillers score -0.5."""
+    by ~1e-3, yet its bf16 score sits ~1.7e-3 below A's, more than one bound. Fillers score -0.5."""
     import torch
 
     rng = np.random.default_rng(seed)
