@@ -64,8 +64,11 @@ def measure(prepared, images: torch.Tensor, batch: int, device: str) -> float:
 
 
 def _parse_variant(spec: str, batch: int) -> tuple[str, int]:
+    """"fast@16" -> ("fast", 16); "fast" -> ("fast", --batch_size); a batch that is not a number -> 0 (rejected)."""
     name, _, own = spec.partition("@")
-    return name, int(own) if own.isdigit() else (batch if not own else 0)
+    if not own:
+        return name, batch
+    return name, int(own) if own.isdigit() else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -219,3 +219,31 @@ def test_histogram_counts_every_score_once_by_its_bf16_pattern(n_probes, chunk_s
     exact = (p.astype(np.float64) @ g.astype(np.float64).T).astype(np.float32)
     patterns = (exact.view(np.uint32) >> 16).astype(np.int64)  # bf16 = the float32's upper half (exact values)
     np.testing.assert_array_equal(s.hist_counts, np.bincount(patterns.ravel(), minlength=65536))
+
+
+def test_no_probes_searches_to_empty_results():
+    """A probe list with no entries gives empty top-k and tail and an all-zero histogram, not an error (the
+    histogram's piece loop once stepped by zero on an empty chunk)."""
+    rng = np.random.default_rng(9)
+    g = l2_normalize(rng.normal(size=(300, 16))).astype(np.float32)
+    s = search_distractors(np.zeros((0, 16), np.float32), g, k=3, precision="bf16", chunk_size=128, progress=False)
+    assert s.topk_scores.shape == (0, 3) and s.tail_scores.size == 0
+    assert s.hist_counts.shape == (65536,) and s.hist_counts.sum() == 0
+
+
+def test_search_buffers_are_reused_and_grow_on_demand():
+    """The chunk buffers: a smaller request reuses the same memory (no fresh pages per chunk), a larger one or
+    another dtype gets a new tensor of the asked shape."""
+    import torch
+
+    from Utils.evaluation.megaface_chunk import Buffers
+
+    bufs = Buffers(torch.device("cpu"))
+    big = bufs.get("scores", (64, 30), torch.bfloat16)
+    small = bufs.get("scores", (10, 30), torch.bfloat16)
+    assert small.shape == (10, 30) and small.data_ptr() == big.data_ptr()
+    grown = bufs.get("scores", (128, 30), torch.bfloat16)
+    assert grown.shape == (128, 30) and grown.dtype == torch.bfloat16
+    other = bufs.get("scores", (10, 30), torch.float32)
+    assert other.shape == (10, 30) and other.dtype == torch.float32
+    assert bufs.get("work", (5,), torch.float32).shape == (5,)  # names are separate buffers

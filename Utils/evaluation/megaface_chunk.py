@@ -8,14 +8,33 @@ work done on it.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
-__all__ = ["PatternHistogram", "open_blocks", "RescoreBuffers", "exact_scores"]
+__all__ = ["Buffers", "PatternHistogram", "open_blocks", "exact_scores"]
 
 _RESCORE_BATCH = 512  # pairs rescored in float64 at once (2 MB buffers, cache-sized: 256 and 1024 measured slower)
 _HIST_PIECE = 1 << 20  # patterns counted at once (a 4 MB int32 buffer; 4x smaller or larger measured no faster)
 _OPEN_PIECE = 16384  # candidate blocks opened at once (their values in float64: 8 MB)
+
+
+class Buffers:
+    """Named tensors reused for every chunk and call, grown when a request needs more: on CPU a fresh 100+ MB tensor
+    per chunk cost more in page faults (the kernel zeroing every new page) than the work done on it, and fresh 2 MB
+    rescoring temporaries per batch made the rescoring 2-5x slower for the same values."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._store: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        numel = math.prod(shape)
+        buf = self._store.get(name)
+        if buf is None or buf.numel() < numel or buf.dtype != dtype:
+            buf = self._store[name] = torch.empty(numel, dtype=dtype, device=self.device)
+        return buf[:numel].view(shape)
 
 
 class PatternHistogram:
@@ -31,18 +50,18 @@ class PatternHistogram:
     def __init__(self, device: torch.device):
         self.counts = torch.zeros(65536, dtype=torch.int64, device=device)
         self._piece = _HIST_PIECE if device.type == "cpu" else None  # GPUs count a chunk in one pass
-        self._buffer = torch.empty(0, dtype=torch.int32, device=device)
+        self._buffers = Buffers(device)
 
     def add(self, scores: torch.Tensor) -> None:
+        if not scores.numel():  # no probes: nothing to count
+            return
         if scores.dtype != torch.bfloat16:
             scores = scores.to(torch.bfloat16)
         patterns = scores.reshape(-1).view(torch.uint16)
         piece = min(self._piece or patterns.numel(), patterns.numel())
-        if self._buffer.numel() < piece:
-            self._buffer = torch.empty(piece, dtype=torch.int32, device=patterns.device)
         for s in range(0, patterns.numel(), piece):
             part = patterns[s:s + piece]
-            bits = self._buffer[:part.numel()]
+            bits = self._buffers.get("patterns", (part.numel(),), torch.int32)
             bits.copy_(part)  # zero-extended: the pattern, 0 .. 65535
             self.counts += torch.bincount(bits, minlength=65536)
 
@@ -71,23 +90,8 @@ def open_blocks(blocks: torch.Tensor, r_i: torch.Tensor, b_i: torch.Tensor, thr:
     return torch.cat(rows), torch.cat(cols)
 
 
-class RescoreBuffers:
-    """The gather and product buffers of `exact_scores`, kept across calls: fresh 2 MB temporaries per batch (each
-    op's own output) were mapped and zeroed anew every time, measured 2-5x slower for the same values."""
-
-    def __init__(self):
-        self._store: dict[tuple, torch.Tensor] = {}
-
-    def get(self, name: str, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        key = (name, dtype, like.device, like.shape[1])
-        buf = self._store.get(key)
-        if buf is None:
-            buf = self._store[key] = torch.empty(_RESCORE_BATCH, like.shape[1], dtype=dtype, device=like.device)
-        return buf
-
-
 def exact_scores(p64: torch.Tensor, g32: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-                 buffers: RescoreBuffers | None = None) -> torch.Tensor:
+                 buffers: Buffers | None = None) -> torch.Tensor:
     """float64 dot products of the pairs (probe rows[i], distractor cols[i]).
 
     The products of float32 values are exact in float64, and every pair is summed by the same row reduction, so
@@ -97,10 +101,10 @@ def exact_scores(p64: torch.Tensor, g32: torch.Tensor, rows: torch.Tensor, cols:
     out = torch.empty(rows.numel(), dtype=torch.float64, device=p64.device)
     if not rows.numel():
         return out
-    buffers = buffers or RescoreBuffers()
-    a = buffers.get("probe", p64, torch.float64)
-    b = buffers.get("distractor", g32, g32.dtype)
-    prod = buffers.get("product", p64, torch.float64)
+    buffers = buffers or Buffers(p64.device)
+    a = buffers.get("rescore probes", (_RESCORE_BATCH, p64.shape[1]), torch.float64)
+    b = buffers.get("rescore distractors", (_RESCORE_BATCH, g32.shape[1]), g32.dtype)
+    prod = buffers.get("rescore products", (_RESCORE_BATCH, p64.shape[1]), torch.float64)
     for s in range(0, rows.numel(), _RESCORE_BATCH):
         e = min(s + _RESCORE_BATCH, rows.numel())
         m = e - s

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .megaface_chunk import PatternHistogram, RescoreBuffers, exact_scores, open_blocks
+from .megaface_chunk import Buffers, PatternHistogram, exact_scores, open_blocks
 from .search_precision import LOW_DTYPES, resolve_precision, rounding_model
 
 __all__ = ["DistractorSearch", "search_distractors", "allowed_impostors", "exact_scores"]
@@ -87,23 +87,10 @@ class _Searcher:
         self.tail_d = torch.empty(0, dtype=torch.int64, device=device)
         self.rescored = 0
         self.widened = 0
-        self._scores = torch.empty(0, dtype=self.low.dtype, device=device)
-        self._g_low = torch.empty(0, dtype=self.low.dtype, device=device)
-        self._g_work = torch.empty(0, dtype=torch.float32, device=device)
-        self._rescore = RescoreBuffers()
+        self._buffers = Buffers(device)  # the chunk's scores, its low-precision copy, work space, rescoring
 
     def _exact(self, g32: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        return exact_scores(self.p64, g32, rows, cols, self._rescore)
-
-    def _buffer(self, name: str, numel: int, dtype: torch.dtype) -> torch.Tensor:
-        """The first `numel` entries of the buffer `name`, reused for every chunk (grown when a chunk needs more): on
-        CPU a fresh 100+ MB tensor per chunk cost more in page faults (the kernel zeroing every new page) than its
-        matmul."""
-        buf = getattr(self, name)
-        if buf.numel() < numel:
-            buf = torch.empty(numel, dtype=dtype, device=self.device)
-            setattr(self, name, buf)
-        return buf[:numel]
+        return exact_scores(self.p64, g32, rows, cols, self._buffers)
 
     def _input_error(self, g32: torch.Tensor, g_low: torch.Tensor) -> torch.Tensor:
         """d_in[p] >= |low-precision accumulator - exact score| for probe p and every distractor of this chunk
@@ -112,7 +99,7 @@ class _Searcher:
         c, dim = g32.shape
         if not c:
             return torch.full_like(self.pnorm, 2.0 ** -40)
-        work = self._buffer("_g_work", c * dim, torch.float32).view(c, dim)
+        work = self._buffers.get("work", (c, dim), torch.float32)
         work.copy_(g_low)  # norms of bf16 rows made a float32 copy of their own (fresh pages) each time
         g_low_norm = float(torch.linalg.vector_norm(work, dim=1).max())
         if self.u_in is None:
@@ -129,11 +116,11 @@ class _Searcher:
         c = g32.shape[0]
         nb = -(-c // _BLOCK)
         g_low = g32 if g32.dtype == self.low.dtype else \
-            self._buffer("_g_low", g32.numel(), self.low.dtype).view_as(g32).copy_(g32)
+            self._buffers.get("low distractors", g32.shape, self.low.dtype).copy_(g32)
         # distractor-major scores (c, n): a block's 64 scores of one probe are 64 rows of one column, so the block
         # max is an element-wise max of whole rows (measured 2x faster than a max within rows) and the padding of a
         # last partial block is rows of -inf after the chunk's own, with no copy
-        scores = self._buffer("_scores", nb * _BLOCK * n, self.low.dtype).view(nb * _BLOCK, n)
+        scores = self._buffers.get("scores", (nb * _BLOCK, n), self.low.dtype)
         torch.matmul(g_low, self.low.T, out=scores[:c])  # the low-precision filter
         if hist is not None:
             hist.add(scores[:c])
